@@ -1,0 +1,248 @@
+"""The one cattrs converter, and ``encode_frame`` / ``decode_frame``.
+
+Decoding is strict where the engine is strict (a required field missing or of
+the wrong type rejects the frame) and lenient where it is lenient (unknown keys
+are ignored, an unknown ``type`` is handed back as ``UnknownFrame``).
+Payload fields (``JSON``) pass through untouched in both directions: no copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Optional, TypeVar, Union, get_origin
+
+import cattrs
+from cattrs.errors import BaseValidationError
+from cattrs.gen import make_dict_unstructure_fn, override
+
+from . import _frames as f
+from ._json import JSON, JSONObject, NotJSONError, dumps, loads
+from .errors import PayloadError, RemoteProtocolError
+
+__all__ = ["converter", "encode_frame", "decode_frame", "to_json_value", "from_json_value"]
+
+T = TypeVar("T")
+
+converter = cattrs.Converter(omit_if_default=True, detailed_validation=True)
+
+
+# -- primitives: no coercion (cattrs would turn 1 into "1") ---------------------
+
+
+def _strict_str(value: object, _: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _strict_int(value: object, _: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _strict_bool(value: object, _: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
+def _strict_float(value: object, _: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    return float(value)
+
+
+converter.register_structure_hook(str, _strict_str)
+converter.register_structure_hook(int, _strict_int)
+converter.register_structure_hook(bool, _strict_bool)
+converter.register_structure_hook(float, _strict_float)
+
+
+_JSON_SCALARS = JSON.__args__[:5]  # type: ignore[attr-defined]
+
+
+def _is_json(tp: object) -> bool:
+    # Resolved annotations rebuild the alias with their own ForwardRef objects,
+    # so the alias is recognised by its members, not by identity.
+    args = getattr(tp, "__args__", None)
+    return tp is JSON or (
+        args is not None
+        and len(args) == 7
+        and args[:5] == _JSON_SCALARS
+        and get_origin(args[5]) is list
+        and get_origin(args[6]) is dict
+    )
+
+
+def _json_structure(value: JSON, _: object) -> JSON:
+    return value
+
+
+def _identity(value: JSON) -> JSON:
+    return value
+
+
+converter.register_structure_hook_func(_is_json, _json_structure)
+converter.register_unstructure_hook_func(_is_json, _identity)
+
+
+def _object(value: object) -> JSONObject:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected an object, got {type(value).__name__}")
+    return value
+
+
+# -- tagged classes: the ``type`` key comes from the ``TYPE`` class variable -----
+
+
+def _has_tag(cls: object) -> bool:
+    return isinstance(cls, type) and attrs_has(cls) and isinstance(getattr(cls, "TYPE", None), str)
+
+
+def attrs_has(cls: type) -> bool:
+    return hasattr(cls, "__attrs_attrs__")
+
+
+_KEEP = override(omit_if_default=False)
+
+# Fields written even when they hold their default.
+_ALWAYS_WRITTEN: dict[type, dict[str, object]] = {
+    f.RegisterFunctionFormat: {"required": _KEEP},
+}
+
+
+def _tagged_unstructure_factory(cls: type) -> Callable[[object], JSONObject]:
+    base: Callable[[object], JSONObject] = make_dict_unstructure_fn(
+        cls,
+        converter,
+        _cattrs_omit_if_default=True,
+        **_ALWAYS_WRITTEN.get(cls, {}),  # type: ignore[arg-type]
+    )
+    tag: str = cls.TYPE  # type: ignore[attr-defined]
+
+    def unstructure(value: object) -> JSONObject:
+        out: JSONObject = {"type": tag}
+        out.update(base(value))
+        return out
+
+    return unstructure
+
+
+converter.register_unstructure_hook_factory(_has_tag, _tagged_unstructure_factory)
+converter.register_unstructure_hook(
+    f.RegisterFunctionFormat,
+    make_dict_unstructure_fn(
+        f.RegisterFunctionFormat, converter, _cattrs_omit_if_default=True, required=_KEEP
+    ),
+)
+
+_invocation_result_base = converter.get_unstructure_hook(f.InvocationResult)
+
+
+def _unstructure_invocation_result(value: f.InvocationResult) -> JSONObject:
+    out: JSONObject = _invocation_result_base(value)
+    # A success always carries ``result``, ``null`` included (callers in other
+    # languages tell "no value" from "absent").
+    if value.error is None and "result" not in out:
+        out["result"] = None
+    return out
+
+
+converter.register_unstructure_hook(f.InvocationResult, _unstructure_invocation_result)
+
+
+def _tagged_structure(
+    classes: tuple[type[T], ...],
+) -> Callable[[object, object], Optional[T]]:
+    by_tag = {c.TYPE: c for c in classes}  # type: ignore[attr-defined]
+
+    def structure(value: object, _: object) -> Optional[T]:
+        if value is None:
+            return None
+        obj = _object(value)
+        tag = obj.get("type")
+        cls = by_tag.get(tag) if isinstance(tag, str) else None
+        if cls is None:
+            raise ValueError(f"unknown type {tag!r}, expected one of {sorted(by_tag)}")
+        return converter.structure(obj, cls)
+
+    return structure
+
+
+converter.register_structure_hook(
+    Optional[f.TriggerAction], _tagged_structure((f.TriggerActionVoid, f.TriggerActionEnqueue))
+)
+converter.register_structure_hook(
+    Optional[f.HttpAuth], _tagged_structure((f.HttpAuthBearer, f.HttpAuthHmac, f.HttpAuthApiKey))
+)
+
+_BY_TYPE: dict[str, type[f.Frame]] = {cls.TYPE: cls for cls in f.KNOWN_FRAMES}
+
+
+# -- public entry points -------------------------------------------------------
+
+
+def to_json_value(value: object) -> JSON:
+    """Unstructure an attrs value of this package (a frame, a format tree...) to JSON data."""
+    return converter.unstructure(value)  # type: ignore[no-any-return]
+
+
+def from_json_value(value: JSON, cls: type[T]) -> T:
+    """Structure JSON data into ``cls``; raises ``cattrs`` validation errors."""
+    return converter.structure(value, cls)
+
+
+def encode_frame(frame: Union[f.Frame, f.UnknownFrame]) -> str:
+    """Encode one frame as compact JSON text, exactly as the engine accepts it.
+
+    Raises:
+        PayloadError: a payload holds NaN/Infinity or a value with no JSON form.
+    """
+    data = frame.raw if isinstance(frame, f.UnknownFrame) else converter.unstructure(frame)
+    try:
+        return dumps(data)
+    except NotJSONError as exc:
+        function_id = getattr(frame, "function_id", None)
+        raise PayloadError(
+            f"{getattr(frame, 'TYPE', 'frame')} is not valid JSON: {exc}",
+            function_id=function_id if isinstance(function_id, str) else None,
+        ) from None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, BaseValidationError):
+        return "; ".join(cattrs.transform_error(exc, path="$"))
+    return str(exc)  # pragma: no cover - cattrs wraps everything when detailed
+
+
+def decode_frame(data: Union[str, bytes, bytearray, memoryview]) -> Union[f.Frame, f.UnknownFrame]:
+    """Decode one JSON text frame.
+
+    Returns:
+        The typed frame, or ``UnknownFrame`` when its ``type`` is not one this
+        library knows (log it and skip it: newer engines add types).
+
+    Raises:
+        RemoteProtocolError: invalid JSON or UTF-8, not an object, no string
+            ``type``, or a known frame with a missing or mistyped field
+            (``frame_type`` names it).
+    """
+    try:
+        obj = loads(data if isinstance(data, (str, bytes)) else bytes(data))
+    except ValueError as exc:
+        raise RemoteProtocolError(f"frame is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise RemoteProtocolError(f"frame is not a JSON object but {type(obj).__name__}")
+    tag = obj.get("type")
+    if not isinstance(tag, str):
+        raise RemoteProtocolError("frame has no string 'type' field")
+    cls = _BY_TYPE.get(tag)
+    if cls is None:
+        return f.UnknownFrame(type=tag, raw=obj)
+    try:
+        return converter.structure(obj, cls)
+    except BaseValidationError as exc:
+        raise RemoteProtocolError(
+            f"invalid {tag} frame: {_describe(exc)}", frame_type=tag
+        ) from None
