@@ -1,0 +1,70 @@
+"""An in-process reference iii engine for tests and local development.
+
+It speaks the whole worker protocol of PROTOCOL.md (sections 4-10) over real
+WebSockets on 127.0.0.1, so any SDK -- this one or an official one -- can
+connect to it.  Three ways to run it::
+
+    # async (asyncio or trio, via anyio)
+    async with serve_engine() as engine:
+        ...engine.url...
+
+    # sync: its own event loop on a daemon thread
+    with EngineThread() as engine:
+        ...engine.url...
+
+    # a process
+    $ python -m iii.testing --port 49134
+
+and a pytest fixture, ``iii_engine`` (see ``iii.testing._pytest_plugin``).
+
+Names are imported lazily: ``import iii.testing`` is cheap (the pytest plugin
+imports this package in every test run of the repository).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._engine import EngineCore, EngineOptions, ResultRule
+    from ._rbac import ExposeRule, RbacConfig
+    from ._server import DEFAULT_PORT, Engine, serve_engine
+    from ._thread import EngineThread
+
+__all__ = [
+    "DEFAULT_PORT",
+    "Engine",
+    "EngineCore",
+    "EngineOptions",
+    "EngineThread",
+    "ExposeRule",
+    "RbacConfig",
+    "ResultRule",
+    "serve_engine",
+]
+
+_WHERE = {
+    "DEFAULT_PORT": "._server",
+    "Engine": "._server",
+    "serve_engine": "._server",
+    "EngineThread": "._thread",
+    "EngineCore": "._engine",
+    "EngineOptions": "._engine",
+    "ResultRule": "._engine",
+    "ExposeRule": "._rbac",
+    "RbacConfig": "._rbac",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,315 @@
+"""``EngineThread``: a reference engine on a daemon thread, for synchronous code."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Optional, TypeVar, Union, overload
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+from iii_protocol import Frame, UnknownFrame
+from iii_protocol._json import JSON, JSONObject
+
+from ._engine import EngineCore, ResultRule
+from ._server import Engine, serve_engine
+
+__all__ = ["EngineThread"]
+
+T = TypeVar("T")
+
+
+class EngineThread:
+    """Run ``serve_engine`` on its own event loop in a background daemon thread.
+
+    Every method is a thread-safe wrapper around the ``Engine`` method of the
+    same name (see ``Engine`` for the details)::
+
+        with EngineThread() as engine:
+            connect_my_worker(engine.url)
+            engine.wait_for_worker("my-worker")
+            engine.drop_all()
+
+    ``backend`` is ``"asyncio"`` (default) or ``"trio"``; the other keyword
+    arguments go to ``serve_engine``.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        backend: str = "asyncio",
+        start_timeout: float = 10.0,
+        **options: Any,
+    ) -> None:
+        self._args = dict(options, host=host, port=port)
+        self._backend = backend
+        self._start_timeout = start_timeout
+        self._thread: Optional[threading.Thread] = None
+        self._ready = threading.Event()
+        self._engine: Optional[Engine] = None
+        self._portal: Optional[BlockingPortal] = None
+        self._stop_event: Optional[anyio.Event] = None
+        self._error: Optional[BaseException] = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> EngineThread:
+        if self._thread is not None:
+            raise RuntimeError("EngineThread already started")
+        self._thread = threading.Thread(target=self._main, name="iii-reference-engine", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self._start_timeout):
+            raise TimeoutError("the reference engine did not start")
+        if self._error is not None:
+            raise RuntimeError("the reference engine failed to start") from self._error
+        return self
+
+    def _main(self) -> None:
+        async def main() -> None:
+            async with BlockingPortal() as portal, serve_engine(**self._args) as engine:
+                self._stop_event = anyio.Event()
+                self._engine = engine
+                self._portal = portal
+                self._ready.set()
+                await self._stop_event.wait()
+
+        try:
+            anyio.run(main, backend=self._backend)
+        except BaseException as exc:
+            self._error = exc
+        finally:
+            self._ready.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the engine and join the thread (idempotent)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        portal, stop_event = self._portal, self._stop_event
+        if portal is not None and stop_event is not None:
+            with contextlib.suppress(RuntimeError):
+                portal.call(stop_event.set)
+        thread.join(timeout)
+
+    def __enter__(self) -> EngineThread:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+    @overload
+    def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T: ...
+
+    @overload
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        portal = self._portal
+        if portal is None:
+            raise RuntimeError("EngineThread is not running")
+        if kwargs:
+            return portal.call(functools.partial(fn, *args, **kwargs))
+        return portal.call(fn, *args)
+
+    @property
+    def engine(self) -> Engine:
+        """The ``Engine`` (only touch it through ``run``/``call`` from this thread)."""
+        if self._engine is None:
+            raise RuntimeError("EngineThread is not running")
+        return self._engine
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` (sync or async) on the engine's loop."""
+        return self._call(fn, *args, **kwargs)
+
+    # -- addresses ---------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return self.engine.url
+
+    @property
+    def port(self) -> int:
+        return self.engine.port
+
+    @property
+    def rbac_url(self) -> Optional[str]:
+        return self.engine.rbac_url
+
+    @property
+    def core(self) -> EngineCore:
+        return self.engine.core
+
+    # -- introspection -------------------------------------------------------------
+
+    def workers(self) -> list[JSONObject]:
+        return self._call(self.engine.workers)
+
+    def worker(self, name_or_id: str) -> JSONObject:
+        return self._call(self.engine.worker, name_or_id)
+
+    def functions(self, namespace: Optional[str] = None) -> list[JSONObject]:
+        return self._call(self.engine.functions, namespace)
+
+    def trigger_types(self) -> list[JSONObject]:
+        return self._call(self.engine.trigger_types)
+
+    def bindings(self) -> list[JSONObject]:
+        return self._call(self.engine.bindings)
+
+    def pending_invocations(self) -> list[JSONObject]:
+        return self._call(self.engine.pending_invocations)
+
+    def channels(self) -> list[JSONObject]:
+        return self._call(self.engine.channels)
+
+    def queue_stats(self) -> JSONObject:
+        return self._call(self.engine.queue_stats)
+
+    def dead_letters(self) -> list[JSONObject]:
+        return self._call(self.engine.dead_letters)
+
+    def stats(self) -> JSONObject:
+        return self._call(self.engine.stats)
+
+    def transcript(self) -> list[JSONObject]:
+        return self._call(self.engine.transcript)
+
+    def transcript_jsonl(self) -> str:
+        return self._call(self.engine.transcript_jsonl)
+
+    def dump_transcript(self, path: str) -> None:
+        self._call(self.engine.dump_transcript, path)
+
+    def clear_transcript(self) -> None:
+        self._call(self.engine.clear_transcript)
+
+    def frames(
+        self,
+        worker_id: Optional[str] = None,
+        *,
+        direction: Optional[str] = None,
+        type: Optional[str] = None,
+    ) -> list[JSONObject]:
+        return self._call(self.engine.frames, worker_id, direction=direction, type=type)
+
+    # -- waiting -------------------------------------------------------------------
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+        """Wait until ``predicate()`` (run on the engine's thread) is truthy."""
+        return self._call(self.engine.wait_for, predicate, timeout)
+
+    def wait_for_worker(
+        self,
+        name: Optional[str] = None,
+        *,
+        namespace: Optional[str] = None,
+        announced: bool = True,
+        timeout: float = 5.0,
+    ) -> JSONObject:
+        return self._call(
+            self.engine.wait_for_worker,
+            name,
+            namespace=namespace,
+            announced=announced,
+            timeout=timeout,
+        )
+
+    def wait_for_function(
+        self, function_id: str, namespace: str = "default", *, timeout: float = 5.0
+    ) -> JSONObject:
+        return self._call(self.engine.wait_for_function, function_id, namespace, timeout=timeout)
+
+    def wait_for_trigger_type(
+        self, type_id: str, namespace: str = "default", *, timeout: float = 5.0
+    ) -> JSONObject:
+        return self._call(self.engine.wait_for_trigger_type, type_id, namespace, timeout=timeout)
+
+    def wait_for_binding(
+        self, binding_id: str, *, acked: bool = False, timeout: float = 5.0
+    ) -> JSONObject:
+        return self._call(self.engine.wait_for_binding, binding_id, acked=acked, timeout=timeout)
+
+    def wait_for_frame(
+        self,
+        type: Optional[str] = None,
+        *,
+        worker_id: Optional[str] = None,
+        direction: Optional[str] = None,
+        where: Optional[Callable[[JSONObject], bool]] = None,
+        count: int = 1,
+        timeout: float = 5.0,
+    ) -> JSONObject:
+        return self._call(
+            self.engine.wait_for_frame,
+            type,
+            worker_id=worker_id,
+            direction=direction,
+            where=where,
+            count=count,
+            timeout=timeout,
+        )
+
+    # -- fault injection -------------------------------------------------------------
+
+    def drop(self, worker_id: str, *, code: Optional[int] = None) -> None:
+        self._call(self.engine.drop, worker_id, code=code)
+
+    def drop_all(self, *, code: Optional[int] = None) -> int:
+        return self._call(self.engine.drop_all, code=code)
+
+    def stop_engine(self) -> None:
+        """Close the listeners and drop every connection; the thread keeps running."""
+        self._call(self.engine.stop)
+
+    def start_engine(self) -> None:
+        """Listen again on the same port(s) with fresh state."""
+        self._call(self.engine.start)
+
+    def restart(self) -> None:
+        self._call(self.engine.restart)
+
+    def delay_results(
+        self, seconds: float, function_id: Optional[str] = None, *, count: Optional[int] = None
+    ) -> ResultRule:
+        return self._call(self.engine.delay_results, seconds, function_id, count=count)
+
+    def withhold_results(
+        self, function_id: Optional[str] = None, *, count: Optional[int] = None
+    ) -> ResultRule:
+        return self._call(self.engine.withhold_results, function_id, count=count)
+
+    def release(self, rule: ResultRule) -> int:
+        """Deliver the results ``rule`` withheld."""
+        return self._call(rule.release)
+
+    def clear_faults(self) -> None:
+        self._call(self.engine.clear_faults)
+
+    def send_raw(self, worker_id: str, data: bytes) -> None:
+        self._call(self.engine.send_raw, worker_id, data)
+
+    def send_text(self, worker_id: str, text: str) -> None:
+        self._call(self.engine.send_text, worker_id, text)
+
+    def send_binary(self, worker_id: str, data: bytes) -> None:
+        self._call(self.engine.send_binary, worker_id, data)
+
+    def send_frame(
+        self, worker_id: str, frame: Union[Frame, UnknownFrame, Mapping[str, JSON]]
+    ) -> None:
+        self._call(self.engine.send_frame, worker_id, frame)
+
+    def send_ping(self, worker_id: str, payload: bytes = b"") -> None:
+        self._call(self.engine.send_ping, worker_id, payload)
