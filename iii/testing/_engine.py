@@ -826,7 +826,7 @@ class EngineCore:
                 p.baggage,
             )
         # Bindings it registered (providers are told).
-        for binding_id in w.bindings:
+        for binding_id in list(w.bindings):
             binding = self.bindings.get(binding_id)
             if binding is not None and binding.owner is w:
                 self._remove_binding(binding, notify=True)
@@ -959,7 +959,11 @@ class EngineCore:
                 if isinstance(declared, str) and declared.strip():
                     denial = session.namespace_denial(declared)
             if denial is not None:
-                rid = inv_id if inv_id is not None and action is None else new_id()
+                rid = (
+                    inv_id
+                    if inv_id is not None and type(action) is not TriggerActionVoid
+                    else new_id()
+                )
                 self.reply(w, rid, fid, None, error_body("FORBIDDEN", denial))
                 return
             middleware = session.rbac.middleware_function_id
@@ -1311,7 +1315,8 @@ class EngineCore:
         obj: JSONObject,
     ) -> None:
         """Section 5.2 step 4: the middleware's outcome is the call's outcome."""
-        rid = inv_id if inv_id is not None and f.action is None else new_id()
+        void = type(f.action) is TriggerActionVoid
+        rid = inv_id if inv_id is not None and not void else new_id()
         payload: JSONObject = {
             "function_id": f.function_id,
             "payload": f.data,

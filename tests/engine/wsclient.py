@@ -56,6 +56,8 @@ def new_id() -> str:
 
 
 class RawClient:
+    accepted: AcceptConnection
+
     def __init__(self, stream: anyio.abc.ByteStream, ws: WSConnection, leftover: bytes) -> None:
         self.stream = stream
         self.ws = ws
@@ -66,6 +68,8 @@ class RawClient:
         self.eof = False
         self._parts: list[Any] = []
         self._pending_out = b""
+        #: frames read by ``settle`` and handed back to the next ``recv``
+        self.pushback: deque[dict[str, Any]] = deque()
         # wsproto may already hold frames that arrived with the 101 response.
         self._feed(leftover)
         OPEN_CLIENTS.append(self)
@@ -103,7 +107,9 @@ class RawClient:
                 for event in ws.events():
                     if isinstance(event, AcceptConnection):
                         # Anything after the 101 head is frame data wsproto kept.
-                        return cls(stream, ws, b"")
+                        client = cls(stream, ws, b"")
+                        client.accepted = event
+                        return client
                     if isinstance(event, RejectConnection):
                         status = event.status_code
                         if not event.has_body:
@@ -203,6 +209,8 @@ class RawClient:
 
     async def recv(self, timeout: float = 5.0) -> dict[str, Any]:
         """The next JSON frame (pings and pongs skipped); ``Closed`` on close/EOF."""
+        if self.pushback:
+            return self.pushback.popleft()
         while True:
             kind, payload = await self.next_event(timeout)
             if kind == "text":
@@ -342,3 +350,26 @@ class Peer(RawClient):
             value = frame["data"] if reply == "echo" else reply
             await self.result(frame["invocation_id"], value, function_id=frame["function_id"])
         return seen
+
+
+async def settle(*peers: RawClient) -> list[dict[str, Any]]:
+    """Round-trip a protocol ping on each peer: everything it sent before has
+    been processed by the engine (it handles one connection's frames in order).
+
+    Returns the frames that arrived before the pongs; they stay queued for ``recv``.
+    """
+    seen: list[dict[str, Any]] = []
+    for peer in peers:
+        await peer.send({"type": "ping"})
+        early: list[dict[str, Any]] = []
+        while True:
+            frame = await peer.recv()
+            if frame.get("type") == "pong":
+                break
+            early.append(frame)
+        peer.pushback.extendleft(reversed(early))
+        seen.extend(early)
+    return seen
+
+
+UUID4 = r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
