@@ -112,6 +112,10 @@ class ChannelRegistry:
         if channel.writer_done and channel.reader_done:
             self._discard(channel)
 
+    def close_all(self) -> None:
+        for channel in list(self.channels.values()):
+            self._discard(channel)
+
     def drop_owned(self, owner: Any) -> None:
         for channel in [c for c in self.channels.values() if c.owner is owner]:
             self._discard(channel)

@@ -710,13 +710,16 @@ class EngineCore:
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Run the background tasks (queue, sweeps, polls) until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            if self.queue is not None:
-                tg.start_soon(self.queue.run)
-            tg.start_soon(self._functions_poller)
-            tg.start_soon(self._channel_sweeper)
-            task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                if self.queue is not None:
+                    tg.start_soon(self.queue.run)
+                tg.start_soon(self._functions_poller)
+                tg.start_soon(self._channel_sweeper)
+                task_status.started()
+        finally:
+            self.channels.close_all()
 
     def spawn(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         if self._tg is None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -29,3 +31,13 @@ async def engine(anyio_backend: str) -> AsyncIterator[Engine]:
 async def close_clients() -> None:
     while OPEN_CLIENTS:
         await OPEN_CLIENTS.pop().stream.aclose()
+
+
+@asynccontextmanager
+async def own_engine(**options: Any) -> AsyncIterator[Engine]:
+    """``serve_engine`` with custom options; closes the test's clients at the end."""
+    async with serve_engine(**options) as eng:
+        try:
+            yield eng
+        finally:
+            await close_clients()

@@ -7,9 +7,7 @@ import logging
 
 import pytest
 
-from iii.testing import serve_engine
-
-from .conftest import close_clients
+from .conftest import own_engine
 from .wsclient import Peer, settle
 
 pytestmark = pytest.mark.anyio
@@ -78,12 +76,11 @@ async def test_late_announce_keeps_the_namespace_fixed_by_the_grace_timer(engine
 
 async def test_grace_is_configurable_and_defaults_to_env(monkeypatch):
     monkeypatch.setenv("III_NAMESPACE_GRACE_MS", "50")
-    async with serve_engine() as eng:
+    async with own_engine() as eng:
         assert eng.options.namespace_grace == 0.05
         peer = await Peer.join(eng.url, announce=False)
         await peer.register("g::fn")
         await eng.wait_for_function("g::fn", timeout=2)
-        await close_clients()
 
 
 async def test_invocations_are_not_buffered_before_the_announce(engine):

@@ -7,9 +7,7 @@ import re
 import anyio
 import pytest
 
-from iii.testing import serve_engine
-
-from .conftest import close_clients
+from .conftest import own_engine
 from .wsclient import UUID4, Peer, new_id, settle
 
 pytestmark = pytest.mark.anyio
@@ -301,7 +299,7 @@ async def test_enqueue_to_a_namespace(engine):
 
 
 async def test_enqueue_of_a_missing_function_is_retried_then_dead_lettered():
-    async with serve_engine(queue_backoff=0.01, queue_max_attempts=3) as eng:
+    async with own_engine(queue_backoff=0.01, queue_max_attempts=3) as eng:
         caller = await Peer.join(eng.url, "c")
         result = await caller.call("ghost::fn", 1, action={"type": "enqueue", "queue": "jobs"})
         receipt = result["result"]["messageReceiptId"]
@@ -310,27 +308,24 @@ async def test_enqueue_of_a_missing_function_is_retried_then_dead_lettered():
         assert dead["messageReceiptId"] == receipt
         assert dead["attempts"] == 3
         assert dead["error"]["code"] == "function_not_found"
-        await close_clients()
 
 
 async def test_enqueue_waits_for_a_function_registered_later():
-    async with serve_engine(queue_backoff=0.05, queue_max_attempts=10) as eng:
+    async with own_engine(queue_backoff=0.05, queue_max_attempts=10) as eng:
         caller = await Peer.join(eng.url, "c")
         await caller.call("later::fn", "payload", action={"type": "enqueue", "queue": "jobs"})
         provider = await Peer.join(eng.url, "late")
         await provider.register("later::fn")
         frame = await provider.recv_type("invokefunction", timeout=5)
         assert frame["data"] == "payload"
-        await close_clients()
 
 
 async def test_enqueue_without_a_queue_fails():
-    async with serve_engine(queue=False) as eng:
+    async with own_engine(queue=False) as eng:
         caller = await Peer.join(eng.url, "c")
         result = await caller.call("any::fn", 1, action={"type": "enqueue", "queue": "jobs"})
         assert result["error"]["code"] == "enqueue_error"
         assert "engine::queue::enqueue" in result["error"]["message"]
-        await close_clients()
 
 
 async def test_worker_provided_queue_replaces_the_builtin(engine):

@@ -8,9 +8,7 @@ import anyio
 import pytest
 from wsproto.extensions import PerMessageDeflate
 
-from iii.testing import serve_engine
-
-from .conftest import close_clients
+from .conftest import own_engine
 from .wsclient import UUID4, Peer, RawClient, Rejected, settle
 
 pytestmark = pytest.mark.anyio
@@ -72,7 +70,7 @@ async def test_garbage_before_the_upgrade_is_rejected(engine):
 
 
 async def test_handshake_timeout_closes_idle_sockets():
-    async with serve_engine(handshake_timeout=0.2) as eng:
+    async with own_engine(handshake_timeout=0.2) as eng:
         stream = await anyio.connect_tcp("127.0.0.1", eng.port)
         with anyio.fail_after(5):
             with pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
@@ -154,7 +152,7 @@ async def test_abrupt_disconnect_cleans_up(engine):
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_engine_runs_under_trio(anyio_backend):
-    async with serve_engine(namespace_grace=0.2) as eng:
+    async with own_engine(namespace_grace=0.2) as eng:
         a = await Peer.join(eng.url, "a")
         await a.register("t::echo")
         b = await Peer.join(eng.url, "b")
@@ -164,4 +162,3 @@ async def test_engine_runs_under_trio(anyio_backend):
         result = await b.recv_type("invocationresult")
         assert result["invocation_id"] == inv
         assert result["result"] == [1, 2]
-        await close_clients()

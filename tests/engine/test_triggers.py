@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from iii.testing import serve_engine
-
-from .conftest import close_clients
+from .conftest import own_engine
 from .wsclient import Peer, new_id, settle
 
 pytestmark = pytest.mark.anyio
@@ -281,7 +279,7 @@ async def test_unregistertriggertype_is_ignored_like_the_engine(engine):
 
 
 async def test_workers_available_trigger_fires():
-    async with serve_engine(namespace_grace=0.2) as eng:
+    async with own_engine(namespace_grace=0.2) as eng:
         watcher = await Peer.join(eng.url, "watcher")
         await watcher.register("watch::fn")
         await watcher.send(
@@ -308,11 +306,10 @@ async def test_workers_available_trigger_fires():
         await other.abort()
         frame = await watcher.recv_type("invokefunction")
         assert frame["data"] == {"event": "worker_disconnected", "worker_id": other.worker_id}
-        await close_clients()
 
 
 async def test_functions_available_trigger_fires_on_change():
-    async with serve_engine(functions_poll_interval=0.05) as eng:
+    async with own_engine(functions_poll_interval=0.05) as eng:
         watcher = await Peer.join(eng.url, "watcher")
         await watcher.register("watch::fn")
         await watcher.send(
@@ -333,7 +330,6 @@ async def test_functions_available_trigger_fires_on_change():
             if "new::fn" in ids:
                 break
         assert frame["data"]["event"] == "functions_changed"
-        await close_clients()
 
 
 async def test_provider_fires_a_binding_through_invokefunction(engine):
