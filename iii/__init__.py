@@ -11,6 +11,14 @@ from iii_protocol import RegisterFunctionFormat, StreamChannelRef
 
 from ._client import III, TriggerHandler, TriggerTypeRef, register_worker, register_worker_async
 from ._version import __version__
+from .channels import (
+    Channel,
+    ChannelError,
+    ChannelReader,
+    ChannelWriter,
+    create_channel,
+    create_channel_async,
+)
 from .errors import (
     ConnectError,
     ConnectionClosed,
@@ -46,6 +54,10 @@ from .iii_types import (
 
 __all__ = [
     "III",
+    "Channel",
+    "ChannelError",
+    "ChannelReader",
+    "ChannelWriter",
     "ConnectError",
     "ConnectionClosed",
     "ConnectionFailed",
@@ -80,6 +92,8 @@ __all__ = [
     "TriggerRequest",
     "TriggerTypeRef",
     "__version__",
+    "create_channel",
+    "create_channel_async",
     "register_worker",
     "register_worker_async",
 ]
