@@ -898,6 +898,16 @@ class EngineCore:
         self, cls: type[T], apply: Callable[[Worker, T], None]
     ) -> Callable[[Worker, JSONObject], None]:
         def on_frame(w: Worker, obj: JSONObject) -> None:
+            bad = _explicit_null(obj)
+            if bad is not None:
+                self.bad_frames += 1
+                log.warning(
+                    "dropping invalid %s frame from worker %s: %s must be omitted, not null",
+                    obj.get("type"),
+                    w.worker_id,
+                    bad,
+                )
+                return
             frame = self._decode(w, obj, cls)
             if frame is None:
                 return
@@ -1802,6 +1812,21 @@ class EngineCore:
 
     def iter_workers(self) -> Iterable[Worker]:
         return list(self.workers.values())
+
+
+def _explicit_null(obj: JSONObject) -> Optional[str]:
+    """The engine defaults these fields and rejects an explicit ``null`` (section 1.4);
+    ``iii_protocol`` reads null as absent, so the check is made here."""
+    tag = obj.get("type")
+    if tag == "registerfunction":
+        invocation = obj.get("invocation")
+        if isinstance(invocation, dict):
+            for key in ("method", "headers"):
+                if key in invocation and invocation[key] is None:
+                    return f"invocation.{key}"
+    elif tag == "registerservice" and "name" in obj and obj["name"] is None:
+        return "name"
+    return None
 
 
 def _error_body_frame(code: str, message: str) -> Any:
