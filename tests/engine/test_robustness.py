@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import time
@@ -63,8 +64,8 @@ BAD_FRAMES = [
     '{"type": "invokefunction", "function_id": "x", "data": 1, "invocation_id": "abc"}',
     '{"type": "invocationresult", "invocation_id": "not-a-uuid", "function_id": "x"}',
     '{"type": "invocationresult", "function_id": "x"}',
-    '{"type": "invocationresult", "invocation_id": "%s", "function_id": "x", '
-    '"error": {"code": "c"}}' % new_id(),
+    f'{{"type": "invocationresult", "invocation_id": "{new_id()}", "function_id": "x", '
+    '"error": {"code": "c"}}',
     '{"type": "registertrigger", "id": "b", "trigger_type": "t", "function_id": "f"}',
     '{"type": "registertriggertype", "id": "t"}',
     '{"type": "reattach"}',
@@ -104,10 +105,8 @@ async def test_deeply_nested_payload_is_routed_or_dropped(engine):
     await settle(peer)
     inv = new_id()
     nested = "[" * 2000 + "]" * 2000
-    text = '{"type":"invokefunction","function_id":"deep::fn","invocation_id":"%s","data":%s}' % (
-        inv,
-        nested,
-    )
+    head = f'{{"type":"invokefunction","function_id":"deep::fn","invocation_id":"{inv}",'
+    text = head + f'"data":{nested}}}'
     await peer.send(text)
     await still_works(engine, peer)
 
@@ -189,10 +188,8 @@ async def test_ping_flood_does_not_starve_other_workers(engine):
     blob = ping * 400_000  # ~8 MiB of pings, answered into a socket nobody reads
 
     async def flood():
-        try:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             await flooder.send_raw(blob)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(flood)
@@ -230,10 +227,8 @@ async def test_invocation_flood_to_a_stuck_handler_is_backpressured(engine):
     blob = ws_frame(0x1, one) * count
 
     async def flood():
-        try:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             await flooder.send_raw(blob)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(flood)
@@ -264,9 +259,7 @@ async def test_64_mib_message_is_routed(engine):
     caller = await Peer.join(engine.url, "big-caller")
     await settle(handler)
     inv = new_id()
-    envelope = (
-        '{"type":"invokefunction","function_id":"big::fn","invocation_id":"%s","data":"' % inv
-    )
+    envelope = f'{{"type":"invokefunction","function_id":"big::fn","invocation_id":"{inv}","data":"'
     size = 64 * 1024 * 1024 - len(envelope) - 2
     text = envelope + "x" * size + '"}'
     assert len(text.encode()) == 64 * 1024 * 1024
