@@ -749,10 +749,17 @@ class EngineCore:
     # -- connections -----------------------------------------------------------
 
     def connect(
-        self, transport: Transport, *, session: Optional[Session] = None, listener: str = "main"
+        self,
+        transport: Transport,
+        *,
+        session: Optional[Session] = None,
+        listener: str = "main",
+        worker_id: Optional[str] = None,
     ) -> Worker:
         """Register a new connection and greet it with ``workerregistered`` (section 4.1)."""
         worker = Worker(transport, session=session, listener=listener)
+        if worker_id is not None:
+            worker.worker_id = worker_id
         self.workers[worker.worker_id] = worker
         transport.send(
             _encode(

@@ -44,7 +44,7 @@ from iii_protocol import ErrorBody, ErrorFrame, Frame, UnknownFrame, encode_fram
 from iii_protocol._json import JSON, JSONObject, dumps
 
 from ._channels import serve_reader, serve_writer
-from ._engine import EngineCore, EngineOptions, ResultRule, Worker
+from ._engine import EngineCore, EngineOptions, ResultRule, Worker, new_id
 from ._rbac import AuthResultError, RbacConfig, RbacLike, Session, as_rbac, parse_auth_result
 from ._transcript import Transcript
 
@@ -411,6 +411,8 @@ class WsConn:
                     )
                 if ws.state is ConnectionState.REMOTE_CLOSING:
                     self._closing = True
+                    if transcript is not None:
+                        transcript.record(self.label, "out", "close", str(event.code))
                     self._push(ws.send(event.response()), 0)
                 elif ws.state is ConnectionState.OPEN:
                     # wsproto found a protocol error: close with its code.
@@ -567,6 +569,10 @@ class Engine:
             return
         if self._tg is None:
             raise RuntimeError("use serve_engine() to run an Engine")
+        await self._open()
+        await self._launch()
+
+    async def _open(self) -> None:
         opened: list[anyio.abc.SocketListener] = []
         try:
             for listener in self._listeners:
@@ -578,10 +584,18 @@ class Engine:
                 listener.sockets = socks
                 listener.port = socks[0].extra(SocketAttribute.local_port)
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                for sock in opened:
-                    await sock.aclose()
+            await self._close_sockets()
             raise
+
+    async def _close_sockets(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for listener in self._listeners:
+                for sock in listener.sockets:
+                    await sock.aclose()
+                listener.sockets = []
+
+    async def _launch(self) -> None:
+        assert self._tg is not None
         core = EngineCore(self.options, result_rules=self._rules)
         core.started_at_ms = _now_ms()  # type: ignore[attr-defined]
         self._core = core
@@ -605,11 +619,7 @@ class Engine:
                     task_status.started()
         finally:
             self._gen_scope = None
-            with anyio.CancelScope(shield=True):
-                for listener in self._listeners:
-                    for sock in listener.sockets:
-                        await sock.aclose()
-                    listener.sockets = []
+            await self._close_sockets()
             done.set()
 
     async def stop(self) -> None:
@@ -767,15 +777,15 @@ class Engine:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             return
         conn = self._conn(stream, ws, core, label, leftover)
-        if self._transcript is not None:
+        if self._transcript is not None and route != "main":
             self._transcript.record(label, "in", "open", request.target)
         self._conns.add(conn)
         try:
             async with conn.running():
                 if route == "main":
-                    await self._serve_main(conn, listener, core, headers, query)
+                    await self._serve_main(conn, listener, core, headers, query, request.target)
                 elif route == "otel":
-                    await self._serve_otel(conn, listener, core, headers, query)
+                    await self._serve_otel(conn, listener, core, headers, query, request.target)
                 elif direction == "write":
                     assert channel is not None
                     await serve_writer(core.channels, conn, channel)
@@ -817,6 +827,7 @@ class Engine:
         core: EngineCore,
         headers: Mapping[str, str],
         query: Mapping[str, list[str]],
+        target: str,
     ) -> tuple[bool, Optional[Session]]:
         if listener.rbac is None:
             return True, None
@@ -824,6 +835,8 @@ class Engine:
             return True, await self._authenticate(core, listener.rbac, conn, headers, query)
         except AuthFailure as exc:
             log.warning("authentication failed on %s: %s", listener.url, exc)
+            if self._transcript is not None and conn.label.startswith("pending:"):
+                self._transcript.record(conn.label, "in", "open", target)
             frame = ErrorFrame(error=ErrorBody(code="AUTH_ERROR", message=str(exc)))
             conn.send(encode_frame(frame).encode(), False)
             conn.close(None)
@@ -837,14 +850,16 @@ class Engine:
         core: EngineCore,
         headers: Mapping[str, str],
         query: Mapping[str, list[str]],
+        target: str,
     ) -> None:
-        ok, session = await self._session(conn, listener, core, headers, query)
+        ok, session = await self._session(conn, listener, core, headers, query, target)
         if not ok:
             return
-        worker = core.connect(conn, session=session, listener=listener.name)
+        worker_id = new_id()
+        conn.label = worker_id
         if self._transcript is not None:
-            self._transcript.record(worker.worker_id, "in", "open", conn.label)
-        conn.label = worker.worker_id
+            self._transcript.record(worker_id, "in", "open", target)
+        worker = core.connect(conn, session=session, listener=listener.name, worker_id=worker_id)
         self._workers_by_conn[worker.worker_id] = conn
         handle_text = core.handle_text
 
@@ -871,8 +886,9 @@ class Engine:
         core: EngineCore,
         headers: Mapping[str, str],
         query: Mapping[str, list[str]],
+        target: str,
     ) -> None:
-        ok, _ = await self._session(conn, listener, core, headers, query)
+        ok, _ = await self._session(conn, listener, core, headers, query, target)
         if not ok:
             return
 
@@ -1313,12 +1329,17 @@ async def serve_engine(
         handshake_timeout=handshake_timeout,
         options=EngineOptions(namespace_grace=namespace_grace, queue=queue, **options),
     )
-    async with anyio.create_task_group() as tg:
-        engine._tg = tg
-        await engine.start()
-        try:
-            yield engine
-        finally:
-            with anyio.CancelScope(shield=True):
-                await engine.stop()
-            tg.cancel_scope.cancel()
+    # Bind first, outside the task group: a busy port raises a plain OSError.
+    await engine._open()
+    try:
+        async with anyio.create_task_group() as tg:
+            engine._tg = tg
+            await engine._launch()
+            try:
+                yield engine
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await engine.stop()
+                tg.cancel_scope.cancel()
+    finally:
+        await engine._close_sockets()
