@@ -9,9 +9,10 @@ Payload fields (``JSON``) pass through untouched in both directions: no copy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Optional, TypeVar, Union, get_origin
+from typing import Any, Optional, TypeVar, Union, get_origin
 
 import cattrs
+from cattrs.cols import list_structure_factory
 from cattrs.errors import BaseValidationError
 from cattrs.gen import make_dict_unstructure_fn, override
 
@@ -57,6 +58,25 @@ converter.register_structure_hook(str, _strict_str)
 converter.register_structure_hook(int, _strict_int)
 converter.register_structure_hook(bool, _strict_bool)
 converter.register_structure_hook(float, _strict_float)
+
+
+def _is_list(tp: Any) -> bool:
+    return get_origin(tp) is list
+
+
+def _strict_list_factory(tp: Any, conv: cattrs.BaseConverter) -> Callable[[Any, Any], Any]:
+    # cattrs would build a list from any iterable: "ab" -> ["a", "b"], {"a": 1} -> ["a"].
+    base = list_structure_factory(tp, conv)
+
+    def structure(value: Any, cls: Any) -> Any:
+        if not isinstance(value, list):
+            raise ValueError(f"expected an array, got {type(value).__name__}")
+        return base(value, cls)
+
+    return structure
+
+
+converter.register_structure_hook_factory(_is_list, _strict_list_factory)
 
 
 _JSON_SCALARS = JSON.__args__[:5]  # type: ignore[attr-defined]

@@ -113,6 +113,7 @@ class Connection:
         # per socket
         self._ws: Optional[WSConnection] = None
         self._transport_active = False
+        self._requested = False  # the upgrade request was queued on this socket
         self._handshake_done = False
         self._message: list[str] = []
         self._message_size = 0
@@ -203,6 +204,7 @@ class Connection:
     def _open(self, now: float) -> None:
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._transport_active = True
+        self._requested = False
         self._handshake_done = False
         self._message.clear()
         self._message_size = 0
@@ -224,8 +226,14 @@ class Connection:
             LocalProtocolError: no transport was asked for, or it opened already.
         """
         ws_conn = self._ws
-        if not self._transport_active or ws_conn is None or ws_conn.state is not WSState.CONNECTING:
+        if (
+            not self._transport_active
+            or ws_conn is None
+            or ws_conn.state is not WSState.CONNECTING
+            or self._requested
+        ):
             raise LocalProtocolError("no transport is being opened")
+        self._requested = True
         self._last_received = now
         self._out += ws_conn.send(
             ws.Request(
@@ -263,8 +271,8 @@ class Connection:
         ``FrameRejected`` events or drop the transport (and reconnect).
         """
         ws_conn = self._ws
-        if not self._transport_active or ws_conn is None:
-            return
+        if not self._transport_active or ws_conn is None or not data:
+            return  # (empty data is no news: EOF is ``transport_closed``)
         self._last_received = now
         try:
             ws_conn.receive_data(data)
@@ -289,11 +297,20 @@ class Connection:
             ws_conn = self._ws
             if ws_conn is not None and ws_conn.state is WSState.REMOTE_CLOSING:
                 self._out += ws_conn.send(event.response())
-            self._lose(
-                now,
-                f"engine closed the connection ({event.code} {event.reason})".rstrip(),
-                close=True,
-            )
+                self._lose(
+                    now,
+                    f"engine closed the connection ({event.code} {event.reason}".rstrip() + ")",
+                    close=True,
+                )
+            else:
+                # wsproto could not parse the engine's bytes: close with its code
+                # (1002, or 1007 for invalid UTF-8).
+                self._lose(
+                    now,
+                    f"bad WebSocket data from the engine: {event.reason}",
+                    close=True,
+                    code=event.code,
+                )
         elif isinstance(event, ws.RejectConnection):
             self._lose(now, f"WebSocket upgrade refused: HTTP {event.status_code}", close=True)
         # Pong needs nothing: any bytes already count as liveness.  RejectData
@@ -684,7 +701,8 @@ class Connection:
 
     def _send_ws(self, event: ws.Event) -> None:
         ws_conn = self._ws
-        if ws_conn is not None and ws_conn.state is WSState.OPEN:
+        # Callers only run on an open socket (a Close drops it at once).
+        if ws_conn is not None and ws_conn.state is WSState.OPEN:  # pragma: no branch
             self._out += ws_conn.send(event)
 
     def _send_frame(self, frame: f.Frame) -> None:

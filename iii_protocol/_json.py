@@ -3,7 +3,8 @@
 orjson does the work (it is several times faster than the stdlib on every
 frame we send and receive). Two gaps are closed here: orjson writes NaN and
 Infinity as ``null`` instead of refusing them, and it rejects integers wider
-than 64 bits that the stdlib (and serde_json's arbitrary precision) accept.
+than 64 bits that the stdlib (and serde_json's arbitrary precision) accept
+(and reads them back as lossy floats).
 """
 
 from __future__ import annotations
@@ -41,11 +42,25 @@ def _default(value: object) -> object:
 
 def _strict_dumps(value: object) -> str:
     try:
-        return json.dumps(
+        text = json.dumps(
             value, allow_nan=False, separators=(",", ":"), ensure_ascii=False, default=_default
         )
+        text.encode()  # a lone surrogate has no UTF-8 form
     except (TypeError, ValueError, RecursionError) as exc:
         raise NotJSONError(str(exc)) from None
+    # The stdlib turns int/float/bool/None keys into strings; JSON data has none.
+    # (json.dumps succeeded, so the value has no cycles to walk into.)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise NotJSONError(f"object key {key!r} is not a string")
+                stack.append(child)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return text
 
 
 def dumps(value: object) -> str:
@@ -66,6 +81,17 @@ def dumps(value: object) -> str:
     return raw.decode()
 
 
+# Maps every digit to b"0", b"-" to itself and any other byte to b" ".
+_DIGIT_MASK = bytes(0x30 if 0x30 <= b <= 0x39 else b if b == 0x2D else 0x20 for b in range(256))
+
+
 def loads(text: str | bytes) -> JSON:
     """Parse JSON text; raises ``ValueError`` (``orjson.JSONDecodeError``) on bad input."""
-    return orjson.loads(text)  # type: ignore[no-any-return]
+    value = orjson.loads(text)
+    # orjson reads an integer outside [-2**63, 2**64) as a float, silently
+    # losing digits; such an integer has 20+ digits, or a minus and 19.  The
+    # stdlib reads it exactly (orjson has already refused non-strict JSON).
+    mask = (text.encode() if isinstance(text, str) else text).translate(_DIGIT_MASK)
+    if b"00000000000000000000" in mask or b"-0000000000000000000" in mask:
+        return json.loads(text)  # type: ignore[no-any-return]
+    return value  # type: ignore[no-any-return]

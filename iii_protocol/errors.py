@@ -104,6 +104,8 @@ class InvocationError(IIIError):
                 self.stacktrace,
                 self.invocation_id,
             ),
+            # Subclass attributes too (``PayloadTooLarge.size``, ``HeldCallsFull.limit``).
+            self.__dict__,
         )
 
 
@@ -192,3 +194,7 @@ class ConnectionFailed(IIIError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # ``args`` holds the joined text, not the two constructor arguments.
+        return (type(self), (self.code, self.message), self.__dict__)
