@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -118,6 +119,14 @@ class EngineThread:
         portal = self._portal
         if portal is None:
             raise RuntimeError("EngineThread is not running")
+        if threading.current_thread() is self._thread:
+            # Already on the engine's loop (e.g. inside a ``wait_for`` predicate).
+            result = fn(*args, **kwargs)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise RuntimeError("blocking EngineThread calls cannot run on the engine's thread")
+            return result
         if kwargs:
             return portal.call(functools.partial(fn, *args, **kwargs))
         return portal.call(fn, *args)

@@ -62,7 +62,7 @@ def test_cli_prints_url_serves_and_stops_on_signal(sig, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        stdout, stderr = proc.communicate()
+        stdout, _stderr = proc.communicate()
     assert stdout == ""  # only the URL line was printed
     lines = [json.loads(line) for line in transcript.read_text().splitlines()]
     assert any(e["conn"] == worker_id and e.get("frame", {}).get("type") == "pong" for e in lines)
@@ -100,6 +100,7 @@ def test_cli_reports_a_busy_port():
             if proc.poll() is None:
                 proc.kill()
             _, stderr = proc.communicate()
+    assert proc.returncode == 1
     assert "error:" in stderr
 
 
