@@ -68,6 +68,8 @@ class Backend(Protocol):
     async def connect(
         self, host: str, port: int, ssl_context: Optional[ssl.SSLContext]
     ) -> Stream: ...
+    async def aclose_forcefully(self, stream: Stream) -> None:
+        """Close at once, even in a cancelled scope; idempotent."""
 
 
 class _Attempt:
@@ -137,19 +139,29 @@ class AsyncPump:
     async def process(self) -> None:
         """Dispatch the core's events and write what it queued."""
         conn = self.conn
+        retired: list[tuple[_Attempt, bytes]] = []
+        # Every event is dispatched before the first await: closing a socket
+        # may cancel the task running this (its reader), and nothing the core
+        # reported may wait for a later wake-up.
         for event in conn.events():
             if isinstance(event, ev.OpenTransport):
                 self._start_attempt(event)
             elif isinstance(event, ev.CloseTransport):
-                await self._close_attempt()
+                attempt, self._attempt = self._attempt, None
+                if attempt is not None:
+                    # What the core queued before dropping the socket is its
+                    # last words on it (a Close frame).
+                    retired.append((attempt, conn.data_to_send()))
             else:
                 self._on_event(event)
-        await self.flush()
         if conn.state is ConnectionState.FAILED:
             self._done.set()
         timer = conn.get_timer()
         if timer is not None and timer < self._sleeping_until:
             self._wakeup.set()
+        for attempt, last_words in retired:
+            await self._retire(attempt, last_words)
+        await self.flush()
 
     async def flush(self) -> None:
         attempt = self._attempt
@@ -170,59 +182,56 @@ class AsyncPump:
         assert self._tg is not None
         self._tg.start_soon(lambda: self._serve(attempt, event))
 
-    async def _close_attempt(self) -> None:
-        attempt, self._attempt = self._attempt, None
-        if attempt is None:
-            return
-        attempt.scope.cancel()
+    async def _retire(self, attempt: _Attempt, last_words: bytes) -> None:
         stream = attempt.stream
-        async with self._write_lock:
-            # What the core queued before dropping the socket is its last
-            # words on it (a Close frame): deliver them, briefly.
-            data = self.conn.data_to_send()
-            if stream is not None:
-                with self._backend.cancel_scope(self.now() + 1.0):
-                    try:
-                        if data:
-                            await stream.send(data)
-                        await stream.aclose()
-                    except self._backend.io_errors:
-                        pass
+        if stream is not None:
+            async with self._write_lock:
+                with (
+                    self._backend.cancel_scope(self.now() + 1.0),
+                    suppress(*self._backend.io_errors),
+                ):
+                    if last_words:
+                        await stream.send(last_words)
+                    await stream.aclose()
+        # Last: when the caller is this attempt's own reader, it stops at its
+        # next await, after the work above.
+        attempt.scope.cancel()
 
     async def _serve(self, attempt: _Attempt, event: ev.OpenTransport) -> None:
         conn = self.conn
         reason = "connection closed by the engine"
-        with attempt.scope:
-            try:
-                with self._backend.cancel_scope(self.now() + event.timeout):
-                    context = self._ssl_context if event.secure else None
-                    if event.secure and context is None:
-                        context = ssl.create_default_context()
-                    attempt.stream = await self._backend.connect(event.host, event.port, context)
-                if attempt.stream is None:
-                    reason = f"timed out connecting to {event.host}:{event.port}"
-                else:
-                    conn.transport_opened(self.now())
-                    await self.process()
-                    stream = attempt.stream
-                    while True:
-                        data = await stream.receive()
-                        if not data:
-                            break
-                        conn.receive_data(data, self.now())
+        try:
+            with attempt.scope:
+                try:
+                    with self._backend.cancel_scope(self.now() + event.timeout):
+                        context = self._ssl_context if event.secure else None
+                        if event.secure and context is None:
+                            context = ssl.create_default_context()
+                        attempt.stream = await self._backend.connect(
+                            event.host, event.port, context
+                        )
+                    if attempt.stream is None:
+                        reason = f"timed out connecting to {event.host}:{event.port}"
+                    else:
+                        conn.transport_opened(self.now())
                         await self.process()
-            except self._backend.io_errors as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            if self._attempt is attempt:
-                self._attempt = None
-                conn.transport_closed(self.now(), reason)
-                if attempt.stream is not None:
-                    with (
-                        self._backend.cancel_scope(self.now() + 1.0),
-                        suppress(*self._backend.io_errors),
-                    ):
-                        await attempt.stream.aclose()
-                await self.process()
+                        stream = attempt.stream
+                        while True:
+                            data = await stream.receive()
+                            if not data:
+                                break
+                            conn.receive_data(data, self.now())
+                            await self.process()
+                except self._backend.io_errors as exc:
+                    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if self._attempt is attempt:
+                    self._attempt = None
+                    conn.transport_closed(self.now(), reason)
+                    await self.process()
+        finally:
+            # Cancelled or finished: the socket never outlives its task.
+            if attempt.stream is not None:
+                await self._backend.aclose_forcefully(attempt.stream)
 
     async def _timer_loop(self) -> None:
         conn = self.conn

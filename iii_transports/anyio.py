@@ -37,6 +37,9 @@ class _AnyioStream:
     async def aclose(self) -> None:
         await self._stream.aclose()
 
+    async def aclose_forcefully(self) -> None:
+        await anyio.aclose_forcefully(self._stream)
+
 
 class _AnyioBackend:
     io_errors: tuple[type[BaseException], ...] = (
@@ -61,6 +64,10 @@ class _AnyioBackend:
 
     def lock(self) -> AsyncLock:
         return cast(AsyncLock, anyio.Lock())
+
+    async def aclose_forcefully(self, stream: Stream) -> None:
+        assert isinstance(stream, _AnyioStream)
+        await stream.aclose_forcefully()
 
     async def connect(self, host: str, port: int, ssl_context: Optional[ssl.SSLContext]) -> Stream:
         if ssl_context is None:

@@ -33,6 +33,9 @@ class _TrioStream:
     async def aclose(self) -> None:
         await self._stream.aclose()
 
+    async def aclose_forcefully(self) -> None:
+        await trio.aclose_forcefully(self._stream)
+
 
 class _TrioBackend:
     io_errors: tuple[type[BaseException], ...] = (
@@ -56,6 +59,10 @@ class _TrioBackend:
 
     def lock(self) -> AsyncLock:
         return cast(AsyncLock, trio.Lock())
+
+    async def aclose_forcefully(self, stream: Stream) -> None:
+        assert isinstance(stream, _TrioStream)
+        await stream.aclose_forcefully()
 
     async def connect(self, host: str, port: int, ssl_context: Optional[ssl.SSLContext]) -> Stream:
         tcp = await trio.open_tcp_stream(host, port)
