@@ -19,6 +19,7 @@ import math
 import os
 import platform
 import socket
+import sys
 import threading
 import traceback
 import uuid
@@ -32,6 +33,9 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import attrs
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 from iii_protocol import (
     DEFAULT_ENGINE_URL,
@@ -57,7 +61,7 @@ from . import _otel
 from ._handlers import HandlerSpec, InvalidInput, inspect_handler, to_jsonable
 from ._version import __version__
 from ._waiters import LoopWaiter, Outcome, ThreadWaiter, Waiter
-from .errors import IIIUsageError
+from .errors import IIIError, IIIUsageError
 from .iii_constants import IIIConnectionState
 from .iii_types import (
     EnqueueResult,
@@ -433,7 +437,12 @@ class III:
     def _resolve_channels(self, data: Any) -> Any:
         from .channels import resolve_channel_refs
 
-        return resolve_channel_refs(data, self._config.url, dict(self._config.headers))
+        return resolve_channel_refs(
+            data,
+            self._config.url,
+            dict(self._config.headers),
+            ssl_context=self._options.ssl_context,
+        )
 
     def _on_binding(self, binding: RegisterTrigger) -> None:
         provider = self._providers.get(binding.trigger_type)
@@ -1055,7 +1064,10 @@ class _LoopRuntime(_Runtime):
 
     def shutdown(self) -> None:
         if self._on_loop():
-            raise IIIUsageError("use 'await shutdown_async()' on the worker's own event loop")
+            # Blocking here would freeze the loop the shutdown needs: start it
+            # and return; the worker's block ends once it is done.
+            self.tg.start_soon(self.shutdown_async)
+            return
         anyio.from_thread.run(self.shutdown_async, token=self.token)
 
     async def shutdown_async(self) -> None:
@@ -1077,40 +1089,58 @@ async def register_worker_async(
     """Run a worker on the current asyncio or trio loop for the ``async with`` block.
 
     ``async with register_worker_async(url) as worker:`` enters once the engine
-    has accepted the worker and shuts it down on exit.
+    has accepted the worker and shuts it down on exit.  Exceptions from the
+    block come out as themselves, not wrapped in an exception group.
 
     Raises:
         ConnectError: no connection within ``options.register_timeout_ms``.
         ConnectionFailed: the engine refused the worker.
     """
     worker = III(address, options)
-    async with anyio.create_task_group() as tg:
-        runtime = _LoopRuntime(worker, tg)
-        settled = anyio.Event()
-        on_event = worker._on_event
+    try:
+        async with anyio.create_task_group() as tg:
+            runtime = _LoopRuntime(worker, tg)
+            settled = anyio.Event()
+            on_event = worker._on_event
 
-        def watch(event: ev.Event) -> None:
-            on_event(event)
-            if isinstance(event, (ev.Connected, ev.ConnectionFailedEvent)):
-                settled.set()
+            def watch(event: ev.Event) -> None:
+                on_event(event)
+                if isinstance(event, (ev.Connected, ev.ConnectionFailedEvent)):
+                    settled.set()
 
-        runtime.transport._on_event = watch
-        worker._rt = runtime
-        tg.start_soon(runtime.transport.run)
-        timeout = worker._options.register_timeout_ms / 1000
-        with anyio.move_on_after(timeout):
-            await settled.wait()
-        if worker._failure is not None or not worker._connected.is_set():
-            failure = worker._failure
-            await worker.shutdown_async()
-            if failure is not None:
-                raise failure
-            raise ConnectError(
-                f"could not register with the engine at {worker.address} within {timeout:g}s "
-                f"(state {worker._conn.state.value}; {worker._last_problem})"
-            )
-        try:
-            yield worker
-        finally:
-            with anyio.CancelScope(shield=True):
+            runtime.transport._on_event = watch
+            worker._rt = runtime
+            tg.start_soon(runtime.transport.run)
+            timeout = worker._options.register_timeout_ms / 1000
+            with anyio.move_on_after(timeout):
+                await settled.wait()
+            if worker._failure is not None or not worker._connected.is_set():
+                failure: IIIError = worker._failure or ConnectError(
+                    f"could not register with the engine at {worker.address} within "
+                    f"{timeout:g}s (state {worker._conn.state.value}; {worker._last_problem})"
+                )
                 await worker.shutdown_async()
+                raise failure
+            try:
+                yield worker
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await worker.shutdown_async()
+    except BaseExceptionGroup as group:
+        raise _unwrap(group) from None
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one real exception of a task group, as the caller would have raised it."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())]
+    return real[0] if len(real) == 1 else group
