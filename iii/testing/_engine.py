@@ -671,7 +671,12 @@ class EngineCore:
             "registertriggertype": self._registration(
                 RegisterTriggerType, self._apply_register_trigger_type
             ),
-            "registertrigger": self._registration(RegisterTrigger, self._apply_register_trigger),
+            # Deviation: the official SDKs omit ``config`` when the user gave none
+            # (Python exclude_none, Node undefined); the real engine drops such a
+            # binding silently, we read the missing config as ``null`` (section 12).
+            "registertrigger": self._registration(
+                RegisterTrigger, self._apply_register_trigger, defaults={"config": None}
+            ),
             "unregistertrigger": self._registration(
                 UnregisterTrigger, self._apply_unregister_trigger
             ),
@@ -902,9 +907,16 @@ class EngineCore:
             return None
 
     def _registration(
-        self, cls: type[T], apply: Callable[[Worker, T], None]
+        self,
+        cls: type[T],
+        apply: Callable[[Worker, T], None],
+        *,
+        defaults: Optional[JSONObject] = None,
     ) -> Callable[[Worker, JSONObject], None]:
         def on_frame(w: Worker, obj: JSONObject) -> None:
+            if defaults:
+                for key, value in defaults.items():
+                    obj.setdefault(key, value)
             bad = _explicit_null(obj)
             if bad is not None:
                 self.bad_frames += 1

@@ -66,7 +66,7 @@ BAD_FRAMES = [
     '{"type": "invocationresult", "function_id": "x"}',
     f'{{"type": "invocationresult", "invocation_id": "{new_id()}", "function_id": "x", '
     '"error": {"code": "c"}}',
-    '{"type": "registertrigger", "id": "b", "trigger_type": "t", "function_id": "f"}',
+    '{"type": "registertrigger", "id": "b", "trigger_type": "t", "config": {}}',
     '{"type": "registertriggertype", "id": "t"}',
     '{"type": "reattach"}',
     '{"type": "reattach", "previous_worker_id": 5}',

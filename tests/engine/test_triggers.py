@@ -253,15 +253,19 @@ async def test_blank_binding_namespaces_are_refused(engine):
     assert engine.bindings() == []
 
 
-async def test_registertrigger_requires_config(engine):
+async def test_registertrigger_without_config_is_read_as_null(engine):
+    # Deviation (PROTOCOL.md 12): the official SDKs omit ``config`` when the user
+    # gave none; the real engine drops the binding, the reference engine reads null.
     provider = await provider_of(engine)
     user = await Peer.join(engine.url, "user")
-    frame = binding(new_id())
+    bid = new_id()
+    frame = binding(bid)
     del frame["config"]
     await user.send(frame)
-    await settle(user)
-    assert engine.bindings() == []
-    await provider.expect_silence(0.05)
+    delivered = await provider.recv_type("registertrigger")
+    assert delivered["id"] == bid
+    assert delivered["config"] is None
+    assert engine.bindings()[0]["config"] is None
 
 
 async def test_registertriggertype_requires_description(engine):

@@ -1,0 +1,145 @@
+"""Conformance set-up: the official SDKs (installed once into ``.cache/peers``)
+run as subprocess workers against the reference engine.
+
+Fixtures:
+
+``peers``   session: installs (or finds) iii-sdk 0.19.7 and 0.25.0 from PyPI and
+            iii-sdk 0.22.1 from npm; fails with the installer's message when a
+            registry cannot be reached (CI has them, so no silent skip).
+``sdks``    session: ``{"py-0.19.7": Sdk, "py-0.25.0": Sdk, "node-0.22.1": Sdk}``.
+``spawn``   function: ``spawn(sdk_id, url, name, **kw) -> PeerAgent``; agents are
+            shut down at teardown.
+``pair``    module, parametrized over the three SDKs: a reference engine
+            (``EngineThread``) with two workers of that SDK, ``a`` and ``b``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iii.testing import EngineThread
+
+from ._harness import PEERS_DIR, SDK_IDS, PeerAgent, Sdk
+from ._install import PeerInstallError, Peers, ensure_peers
+
+
+@pytest.fixture(scope="session")
+def peers() -> Peers:
+    try:
+        return ensure_peers()
+    except PeerInstallError as exc:
+        pytest.fail(f"installing the official SDKs failed:\n{exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def sdks(peers: Peers) -> dict[str, Sdk]:
+    out: dict[str, Sdk] = {}
+    for version, python in peers.python.items():
+        out[f"py-{version}"] = Sdk(
+            id=f"py-{version}",
+            kind="python",
+            version=version,
+            executable=python,
+            script=PEERS_DIR / "py_agent.py",
+        )
+    out[f"node-{peers.node_version}"] = Sdk(
+        id=f"node-{peers.node_version}",
+        kind="node",
+        version=peers.node_version,
+        executable=peers.node,
+        script=PEERS_DIR / "node_agent.mjs",
+        env=(("III_NODE_PEER_ROOT", str(peers.node_root)),),
+    )
+    assert set(out) == set(SDK_IDS), out
+    return out
+
+
+@pytest.fixture(scope="session")
+def peer_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HOME (and cwd) of every peer: 0.25 writes ``~/.iii/run`` markers there."""
+    return tmp_path_factory.mktemp("peer-home")
+
+
+class AgentPool:
+    """Starts agents and shuts them all down at the end."""
+
+    def __init__(self, sdks: dict[str, Sdk], home: Path, logs: Path) -> None:
+        self.sdks = sdks
+        self.home = home
+        self.logs = logs
+        self.agents: list[PeerAgent] = []
+
+    def __call__(
+        self,
+        sdk_id: str,
+        url: str,
+        name: str,
+        *,
+        engine: EngineThread | None = None,
+        **kwargs: Any,
+    ) -> PeerAgent:
+        """Start a worker of ``sdk_id``; with ``engine``, wait until it announced."""
+        agent = PeerAgent(self.sdks[sdk_id], url, name, home=self.home, log_dir=self.logs, **kwargs)
+        self.agents.append(agent)
+        if engine is not None:
+            agent.info = engine.wait_for_worker(name, timeout=30)
+        return agent
+
+    def close(self) -> None:
+        while self.agents:
+            self.agents.pop().close()
+
+
+@pytest.fixture
+def spawn(
+    sdks: dict[str, Sdk], peer_home: Path, tmp_path: Path
+) -> Iterator[Callable[..., PeerAgent]]:
+    pool = AgentPool(sdks, peer_home, tmp_path / "peer-logs")
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(scope="module", params=SDK_IDS)
+def sdk(request: pytest.FixtureRequest, sdks: dict[str, Sdk]) -> Sdk:
+    return sdks[request.param]
+
+
+@dataclass
+class Pair:
+    """A reference engine and two workers of one official SDK."""
+
+    sdk: Sdk
+    engine: EngineThread
+    a: PeerAgent
+    b: PeerAgent
+
+    @property
+    def url(self) -> str:
+        return self.engine.url
+
+
+@pytest.fixture(scope="module")
+def pair(
+    sdk: Sdk,
+    sdks: dict[str, Sdk],
+    peer_home: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Pair]:
+    engine = EngineThread().start()
+    pool = AgentPool(sdks, peer_home, tmp_path_factory.mktemp(f"logs-{sdk.id}"))
+    try:
+        a = pool(sdk.id, engine.url, f"{sdk.id}-A")
+        b = pool(sdk.id, engine.url, f"{sdk.id}-B")
+        for agent in (a, b):
+            agent.info = engine.wait_for_worker(agent.name, timeout=30)
+        yield Pair(sdk, engine, a, b)
+    finally:
+        pool.close()
+        engine.stop()

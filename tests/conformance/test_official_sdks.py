@@ -1,0 +1,281 @@
+"""Two workers of one official SDK talk through the reference engine.
+
+Every test runs for iii-sdk 0.19.7 and 0.25.0 (PyPI) and iii-sdk 0.22.1 (npm),
+``pair.a`` being the worker that registers (handler / trigger provider) and
+``pair.b`` the one that calls (caller / binder).  Each asserts what the SDK's
+own documentation promises; where an SDK lacks a feature the test says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from .conftest import Pair
+
+pytestmark = pytest.mark.conformance
+
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def register(pair: Pair, function_id: str, behavior: str, **args: Any) -> None:
+    """``a`` registers ``function_id``; wait until the engine has it."""
+    pair.a.ok("register_function", function_id=function_id, behavior=behavior, **args)
+    pair.engine.wait_for_function(function_id, timeout=10)
+
+
+def error_message(pair: Pair, code: str, message: str) -> str:
+    """The message an SDK's error object carries for a wire error.
+
+    Python (``IIIInvocationError``/``InvocationError``): ``.message`` is the wire
+    message.  Node (``InvocationError extends Error``): ``.message`` is
+    ``"<code>: <message>"`` (its documented format), ``.code`` separately.
+    """
+    return f"{code}: {message}" if pair.sdk.kind == "node" else message
+
+
+def _payload_seen(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k != "_caller_worker_id"}
+
+
+# -- invocations (PROTOCOL.md 5) -------------------------------------------------------
+
+
+def test_sync_call_returns_the_handler_result(pair: Pair) -> None:
+    register(pair, "conf::echo", "echo")
+    payload = {"n": 1, "s": "grüße", "list": [1, None, True]}
+    out = pair.b.ok("trigger", function_id="conf::echo", payload=payload)
+    echo = out["result"]["echo"]
+    assert out["result"]["by"] == pair.a.name
+    assert _payload_seen(echo) == payload
+    # The engine tells the handler who called (section 5.5).
+    assert echo["_caller_worker_id"] == pair.b.info["worker_id"]
+    # ... and passes the caller's invocation_id through to the handler (5.3).
+    sent = pair.engine.frames(pair.b.info["worker_id"], direction="in", type="invokefunction")
+    call = next(f for f in sent if f["function_id"] == "conf::echo")
+    assert UUID4.match(call["invocation_id"])
+    routed = pair.engine.frames(pair.a.info["worker_id"], direction="out", type="invokefunction")
+    assert any(f["invocation_id"] == call["invocation_id"] for f in routed)
+
+
+def test_none_result_is_none(pair: Pair) -> None:
+    register(pair, "conf::none", "none")
+    out = pair.b.ok("trigger", function_id="conf::none", payload={})
+    assert out["result"] is None
+
+
+def test_void_call_returns_nothing_and_the_handler_runs(pair: Pair) -> None:
+    register(pair, "conf::void-target", "record")
+    out = pair.b.ok("trigger", function_id="conf::void-target", payload={"v": 1}, action="void")
+    assert out["result"] is None
+    seen = pair.a.wait_event("invoked", lambda e: e["function_id"] == "conf::void-target")
+    assert _payload_seen(seen["data"]) == {"v": 1}
+    # Fire-and-forget on the wire: action void and no invocation_id (5.1).
+    sent = pair.engine.frames(pair.b.info["worker_id"], direction="in", type="invokefunction")
+    frame = next(f for f in sent if f["function_id"] == "conf::void-target")
+    assert frame["action"] == {"type": "void"}
+    assert "invocation_id" not in frame
+
+
+def test_enqueue_returns_a_receipt_and_the_queue_runs_the_handler(pair: Pair) -> None:
+    register(pair, "conf::job", "record")
+    out = pair.b.ok(
+        "trigger", function_id="conf::job", payload={"job": 7}, action={"enqueue": "jobs"}
+    )
+    receipt = out["result"]
+    assert set(receipt) == {"messageReceiptId"}, receipt
+    assert UUID4.match(receipt["messageReceiptId"])
+    seen = pair.a.wait_event("invoked", lambda e: e["function_id"] == "conf::job")
+    # Delivered by the engine's queue: the payload as enqueued, no caller id (5.2, 5.5).
+    assert seen["data"] == {"job": 7}
+    pair.engine.wait_for(lambda: pair.engine.queue_stats()["delivered"] >= 1)
+
+
+def test_handler_error_reaches_the_caller_as_invocation_failed(pair: Pair) -> None:
+    register(pair, "conf::fail", "fail", message="boom 42")
+    out = pair.b.call("trigger", function_id="conf::fail", payload={"x": 1})
+    assert not out["ok"]
+    err = out["error"]
+    assert err["code"] == "invocation_failed"
+    assert err["message"] == error_message(pair, "invocation_failed", "boom 42")
+    # The handler's stack trace travels with the error (Python traceback / JS stack).
+    assert "boom 42" in (err["stacktrace"] or "")
+
+
+def test_unknown_function_is_function_not_found(pair: Pair) -> None:
+    out = pair.b.call("trigger", function_id="conf::missing", payload={})
+    assert not out["ok"]
+    assert out["error"]["code"] == "function_not_found"
+    assert out["error"]["message"] == error_message(
+        pair, "function_not_found", "Function conf::missing not found in namespace default."
+    )
+
+
+def test_unregistered_function_is_gone(pair: Pair) -> None:
+    register(pair, "conf::temp", "const", result={"alive": True})
+    assert pair.b.ok("trigger", function_id="conf::temp", payload={})["result"] == {"alive": True}
+    pair.a.ok("unregister_function", function_id="conf::temp")
+    pair.engine.wait_for(
+        lambda: not any(f["function_id"] == "conf::temp" for f in pair.engine.functions())
+    )
+    out = pair.b.call("trigger", function_id="conf::temp", payload={})
+    assert out["error"]["code"] == "function_not_found"
+
+
+def test_missing_payload(pair: Pair) -> None:
+    """A call without a payload reaches the handler as None/undefined.
+
+    Both the Python SDKs (``exclude_none``) and Node (``JSON.stringify`` drops
+    ``undefined``) OMIT ``data`` then; the real engine requires it and drops
+    such a frame (the caller would time out).  The reference engine reads a
+    missing ``data`` as ``null`` (documented deviation, PROTOCOL.md 12).
+    """
+    register(pair, "conf::nodata", "echo")
+    out = pair.b.ok("trigger", function_id="conf::nodata", timeout_ms=5000)
+    assert out["result"] == {"echo": None, "by": pair.a.name}
+    sent = pair.engine.frames(pair.b.info["worker_id"], direction="in", type="invokefunction")
+    frame = next(f for f in sent if f["function_id"] == "conf::nodata")
+    assert "data" not in frame  # the official SDK's quirk, named
+
+
+def test_builtin_workers_list_sees_both_workers(pair: Pair) -> None:
+    out = pair.b.ok("trigger", function_id="engine::workers::list", payload={})
+    names = {w["name"]: w for w in out["result"]["workers"]}
+    assert {pair.a.name, pair.b.name} <= set(names)
+    assert names[pair.a.name]["runtime"] == pair.sdk.kind
+
+
+# -- trigger types and bindings (PROTOCOL.md 7) ----------------------------------------
+
+
+def test_binding_reaches_the_provider_fires_and_unregisters(pair: Pair) -> None:
+    pair.a.ok("register_trigger_type", trigger_type="conf-hook", description="conformance hook")
+    pair.engine.wait_for_trigger_type("conf-hook")
+    pair.b.ok("register_function", function_id="conf::hooked", behavior="record")
+    pair.engine.wait_for_function("conf::hooked")
+    pair.b.ok(
+        "register_trigger",
+        key="hook1",
+        trigger_type="conf-hook",
+        function_id="conf::hooked",
+        config={"path": "/hook"},
+        metadata={"src": "b"},
+    )
+    # The provider's register_trigger gets the binding's config (and metadata).
+    got = pair.a.wait_event(
+        "register_trigger", lambda e: e["config"]["function_id"] == "conf::hooked"
+    )
+    config = got["config"]
+    assert config["config"] == {"path": "/hook"}
+    assert config["metadata"] == {"src": "b"}
+    binding_id = config["id"]
+    assert UUID4.match(binding_id)
+    pair.engine.wait_for_binding(binding_id, acked=True)
+
+    # The provider fires: the bound function runs with the payload (and, where the
+    # SDK has per-invocation metadata, the binding's metadata as the sidecar).
+    out = pair.a.ok("fire", binding_id=binding_id, payload={"via": "hook"})
+    assert out["result"] == {"recorded": "conf::hooked"}
+    seen = pair.b.wait_event("invoked", lambda e: e["function_id"] == "conf::hooked")
+    assert _payload_seen(seen["data"]) == {"via": "hook"}
+    if pair.sdk.has_invocation_metadata:
+        assert seen["metadata"] == {"src": "b"}
+    else:
+        # iii-sdk 0.19.7 lacks per-invocation metadata: its trigger() cannot send
+        # it and its handlers cannot receive it.
+        assert seen["metadata"] is None
+
+    # Unregistering the binding tells the provider.
+    pair.b.ok("unregister_trigger", key="hook1")
+    gone = pair.a.wait_event("unregister_trigger", lambda e: e["config"]["id"] == binding_id)
+    assert gone["trigger_type"] == "conf-hook"
+    pair.engine.wait_for(lambda: all(b["id"] != binding_id for b in pair.engine.bindings()))
+
+
+def test_binding_without_config(pair: Pair) -> None:
+    """``register_trigger`` without a config.
+
+    The official SDKs then OMIT ``config`` (Python ``exclude_none``, Node
+    ``undefined``); the real engine requires it and silently drops the binding.
+    The reference engine must accept it as ``null`` (PROTOCOL.md 12).
+    """
+    pair.a.ok("register_trigger_type", trigger_type="conf-bare")
+    pair.engine.wait_for_trigger_type("conf-bare")
+    pair.b.ok("register_function", function_id="conf::bare", behavior="record")
+    pair.engine.wait_for_function("conf::bare")
+    pair.b.ok("register_trigger", key="bare", trigger_type="conf-bare", function_id="conf::bare")
+    got = pair.a.wait_event("register_trigger", lambda e: e["trigger_type"] == "conf-bare")
+    assert got["config"]["config"] is None
+    sent = pair.engine.frames(pair.b.info["worker_id"], direction="in", type="registertrigger")
+    assert "config" not in next(f for f in sent if f["trigger_type"] == "conf-bare")
+    pair.b.ok("unregister_trigger", key="bare")
+
+
+def test_provider_refusal_is_forwarded_to_the_binder(pair: Pair) -> None:
+    pair.a.ok("register_trigger_type", trigger_type="conf-picky")
+    pair.engine.wait_for_trigger_type("conf-picky")
+    pair.b.ok("register_function", function_id="conf::picky", behavior="record")
+    pair.engine.wait_for_function("conf::picky")
+    pair.b.ok(
+        "register_trigger",
+        key="picky",
+        trigger_type="conf-picky",
+        function_id="conf::picky",
+        config={"refuse": "bad path"},
+    )
+    got = pair.a.wait_event("register_trigger", lambda e: e["trigger_type"] == "conf-picky")
+    binding_id = got["config"]["id"]
+    # The SDK answers with an error ack; the engine forwards it to the binder.
+    refusal = pair.engine.wait_for_frame(
+        "triggerregistrationresult",
+        worker_id=pair.b.info["worker_id"],
+        direction="out",
+        where=lambda f: f["id"] == binding_id,
+    )
+    assert refusal["error"] == {"code": "trigger_registration_failed", "message": "bad path"}
+    binding = pair.engine.wait_for_binding(binding_id)
+    assert binding["parked"] and not binding["acked"]
+    pair.b.ok("unregister_trigger", key="picky")
+
+
+# -- channels (PROTOCOL.md 9) -----------------------------------------------------------
+
+
+def test_channel_reader_ref_across_workers(pair: Pair) -> None:
+    """``b`` creates a channel (engine::channels::create), passes the reader ref
+    to ``a``'s function and writes a text message and two binary chunks."""
+    register(pair, "conf::sink", "sink")
+    out = pair.b.ok("channel_send", function_id="conf::sink")
+    ref = out["ref"]
+    assert ref["direction"] == "read" and UUID4.match(ref["channel_id"])
+    result = out["result"]
+    assert result["reader_type"] == "ChannelReader"  # the SDK resolved the ref
+    assert result["text"] == "hello world"
+    assert result["bytes"] == 11
+    assert [json.loads(m) for m in result["messages"]] == [{"kind": "meta", "n": 2}]
+
+
+def test_channel_writer_ref_across_workers(pair: Pair) -> None:
+    """``b`` passes the writer ref to ``a``'s function, which writes; ``b`` reads."""
+    register(pair, "conf::source", "source")
+    out = pair.b.ok("channel_receive", function_id="conf::source")
+    assert out["result"] == {"writer_type": "ChannelWriter"}
+    assert out["text"] == f"hello from {pair.a.name}"
+    assert [json.loads(m) for m in out["messages"]] == [{"from": pair.a.name}]
+
+
+def test_no_protocol_errors_on_the_engine(pair: Pair) -> None:
+    """Nothing an official SDK sent so far was malformed for the engine, except
+    ``unregistertriggertype`` (SDK-only, ignored like the real engine does)."""
+    stats = pair.engine.stats()
+    unknown = [
+        f
+        for w in (pair.a, pair.b)
+        for f in pair.engine.frames(
+            w.info["worker_id"], direction="in", type="unregistertriggertype"
+        )
+    ]
+    assert stats["bad_frames"] == len(unknown), stats
