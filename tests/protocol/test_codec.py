@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from cattrs.errors import BaseValidationError
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iii_protocol import (
@@ -52,6 +52,9 @@ from iii_protocol import (
 from iii_protocol._json import NotJSONError, dumps, loads
 
 from . import strategies as s
+
+#: Property tests are not timed per example: CI machines under coverage are slow.
+relaxed = settings(deadline=None)
 
 GOLDEN_PATH = Path(__file__).resolve().parent.parent / "data" / "frames.jsonl"
 GOLDEN: list[dict[str, Any]] = [
@@ -683,6 +686,7 @@ def test_every_known_frame_type_has_a_strategy() -> None:
 @pytest.mark.parametrize(
     "cls", [*KNOWN_FRAMES, UnknownFrame], ids=lambda c: getattr(c, "TYPE", c.__name__)
 )
+@relaxed
 @given(data=st.data())
 def test_round_trip_every_frame_type(cls: type, data: st.DataObject) -> None:
     frame = data.draw(s.FRAME_STRATEGIES[cls])
@@ -694,6 +698,7 @@ def test_round_trip_every_frame_type(cls: type, data: st.DataObject) -> None:
     assert decode_frame(text.encode()) == frame
 
 
+@relaxed
 @given(s.formats)
 def test_register_function_format_round_trips(fmt: RegisterFunctionFormat) -> None:
     value = to_json_value(fmt)
@@ -711,21 +716,25 @@ def _decodes_or_protocol_error(raw: str | bytes) -> None:
         assert isinstance(frame, (*KNOWN_FRAMES, UnknownFrame))
 
 
+@relaxed
 @given(st.binary(max_size=200))
 def test_decode_arbitrary_bytes(raw: bytes) -> None:
     _decodes_or_protocol_error(raw)
 
 
+@relaxed
 @given(st.text(max_size=200))
 def test_decode_arbitrary_text(raw: str) -> None:
     _decodes_or_protocol_error(raw)
 
 
+@relaxed
 @given(s.json_values())
 def test_decode_arbitrary_json(value: object) -> None:
     _decodes_or_protocol_error(json.dumps(value))
 
 
+@relaxed
 @given(st.one_of(s.fuzzed_frame_objects(), s.mutated_frame_objects()))
 def test_decode_fuzzed_frames(obj: dict[str, Any]) -> None:
     text = json.dumps(obj)
@@ -739,6 +748,7 @@ def test_decode_fuzzed_frames(obj: dict[str, Any]) -> None:
         assert decode_frame(encode_frame(frame)) == frame
 
 
+@relaxed
 @given(s.json_values())
 def test_dumps_loads_round_trip(value: object) -> None:
     assert loads(dumps(value)) == value

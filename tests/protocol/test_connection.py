@@ -1034,6 +1034,28 @@ def test_connect_timeout_when_the_engine_never_greets(make: MakePair) -> None:
     assert engine.pings == []
 
 
+def test_no_retries_fails_held_calls_at_the_first_loss(make: MakePair) -> None:
+    pair = make(reconnect=ReconnectPolicy(max_retries=0))
+    conn = pair.conn
+    pair.connect()
+    held = conn.invoke("f", 1, now=0.0)
+    assert held is not None
+    assert conn.invoke("f", 2, now=0.0, action=VOID) is None
+    pair.new_events()
+    pair.drop("connection refused")
+    message = "gave up after 0 reconnect attempts (connection refused)"
+    assert pair.new_events() == [
+        changed(S.CONNECTING, S.FAILED),
+        InvocationFailed(
+            invocation_id=held,
+            function_id="f",
+            error=ErrorBody(code="RETRIES_EXHAUSTED", message=message),
+        ),
+        ConnectionFailedEvent(code="RETRIES_EXHAUSTED", message=message),
+    ]
+    assert (conn.pending_count, conn.held_count) == (0, 0)
+
+
 @pytest.mark.parametrize("max_retries", [0, 1, 2])
 def test_retries_exhausted_fails_the_session(make: MakePair, max_retries: int) -> None:
     pair, _ = connected(make, reconnect=ReconnectPolicy(max_retries=max_retries))
@@ -1790,7 +1812,7 @@ def test_the_engine_stream_is_processed_whole() -> None:
     assert events[6] == InvocationRequested(invocation_id=None, function_id="f", data="€€€")
 
 
-@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(min_value=0, max_value=_STREAM_LENGTH), max_size=12))
 def test_any_chunking_of_the_engine_stream_gives_the_same_result(cuts: list[int]) -> None:
     # Lengths, not bytes, of what was written: WebSocket masking keys are random.

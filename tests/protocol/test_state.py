@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iii_protocol import TRANSITIONS, ConnectionInput, ConnectionState, LocalProtocolError
@@ -94,6 +94,7 @@ def test_any_pair_is_legal_or_raises_with_state_unchanged(
         assert sm.state is state
 
 
+@settings(deadline=None)
 @given(st.lists(st.sampled_from(ConnectionInput), max_size=30))
 def test_any_input_sequence_only_follows_the_table(events: list[ConnectionInput]) -> None:
     sm = ConnectionStateMachine()
