@@ -23,7 +23,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q --cov=iii_protocol --cov-branch --cov-report=term-missing --cov-fail-under=100 tests/protocol
+	$(BIN)/python -m pytest -q --cov=iii_protocol --cov-branch --cov-report=term-missing --cov-fail-under=100 -p no:iii tests/protocol
 	$(BIN)/python -m pytest -q --ignore=tests/protocol tests
 
 test: lint typecheck unit

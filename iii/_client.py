@@ -318,7 +318,16 @@ class III:
                     log.exception("connection state listener failed")
         elif isinstance(event, ev.Connected):
             log.debug("connected to %s as %s", self._config.url, event.worker_id)
-            self._connected.set()
+        elif isinstance(event, ev.Announced):
+            error = event.error
+            if error is not None and error.code != "function_not_found":
+                # function_not_found: an engine older than the announce builtin.
+                log.error("engine refused this worker's announce: %s: %s", error.code,
+                          error.message)
+                if not self._settled.is_set():
+                    self._failure = ConnectionFailed(error.code, error.message)
+            else:
+                self._connected.set()
             self._settled.set()
         elif isinstance(event, ev.ConnectionFailedEvent):
             self._failure = ConnectionFailed(event.code, event.message)
@@ -1105,7 +1114,7 @@ async def register_worker_async(
 
             def watch(event: ev.Event) -> None:
                 on_event(event)
-                if isinstance(event, (ev.Connected, ev.ConnectionFailedEvent)):
+                if worker._settled.is_set():
                     settled.set()
 
             runtime.transport._on_event = watch

@@ -129,6 +129,7 @@ class Connection:
         self._retries = 0
         self._backoff_deadline: Optional[float] = None
         self._failure: Optional[ConnectionFailed] = None
+        self._announce_id: Optional[str] = None
         self._pending: dict[str, _Pending] = {}
         self._deadlines: list[tuple[float, str]] = []
         self._held: deque[tuple[Optional[str], str]] = deque()
@@ -461,11 +462,14 @@ class Connection:
             )
         announce = self.config.announce
         if announce is not None:
+            announce_id = self._new_id() if self.config.confirm_announce else None
+            self._announce_id = announce_id
             self._send_frame(
                 f.InvokeFunction(
                     function_id=ANNOUNCE_FUNCTION_ID,
                     data=dict(announce),
-                    action=f.TriggerActionVoid(),
+                    invocation_id=announce_id,
+                    action=None if announce_id is not None else f.TriggerActionVoid(),
                 )
             )
         for registrations in (self._trigger_types, self._functions, self._triggers):
@@ -490,6 +494,10 @@ class Connection:
         )
 
     def _on_result(self, frame: f.InvocationResult) -> None:
+        if frame.invocation_id == self._announce_id:
+            self._announce_id = None
+            self._emit(ev.Announced(result=frame.result, error=frame.error))
+            return
         pending = self._pending.get(frame.invocation_id)
         if pending is None or not pending.sent:
             return  # late, unknown, or not ours: the engine drops these too
@@ -628,6 +636,7 @@ class Connection:
             self._emit(ev.CloseTransport(reason=reason))
         self._transport_active = False
         self._ws = None
+        self._announce_id = None
         self._handshake_done = False
         self._message.clear()
         self._message_size = 0

@@ -104,6 +104,11 @@ class Config:
         announce: the ``data`` of the ``engine::workers::register`` call sent
             on every connection (name, runtime, version, pid, ...); ``None``
             sends no announce.
+        confirm_announce: send the announce with an ``invocation_id`` and
+            report the engine's answer as ``Announced``: the engine claims the
+            worker name while handling it, so only its answer says the worker
+            was accepted.  ``False`` sends it fire-and-forget (void), as the
+            official SDKs do.
     """
 
     url: str = attrs.field(default=DEFAULT_ENGINE_URL, validator=_check_url)
@@ -118,6 +123,7 @@ class Config:
     fragment_size: int = attrs.field(default=1 * MiB, validator=attrs.validators.gt(0))
     max_held_calls: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
     announce: Optional[JSONObject] = None
+    confirm_announce: bool = True
 
     @property
     def address(self) -> EngineAddress:

@@ -19,6 +19,7 @@ __all__ = [
     "CloseTransport",
     "StateChanged",
     "Connected",
+    "Announced",
     "InvocationRequested",
     "InvocationSucceeded",
     "InvocationFailed",
@@ -75,6 +76,20 @@ class Connected:
     worker_id: str
     reattach_token: Optional[str]
     features: tuple[str, ...]
+
+
+@final
+@attrs.frozen(kw_only=True)
+class Announced:
+    """The engine answered this connection's ``engine::workers::register``.
+
+    ``error`` is set when it refused the announce (e.g. ``FORBIDDEN`` for a
+    namespace outside the session's grant); a name conflict arrives as a
+    fatal ``registrationrejected`` instead.
+    """
+
+    result: JSON
+    error: Optional[ErrorBody] = None
 
 
 @final
@@ -200,6 +215,7 @@ Event = Union[
     CloseTransport,
     StateChanged,
     Connected,
+    Announced,
     InvocationRequested,
     InvocationSucceeded,
     InvocationFailed,

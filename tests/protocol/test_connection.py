@@ -52,6 +52,7 @@ from iii_protocol import (
     encode_frame,
 )
 from iii_protocol.events import (
+    Announced,
     CloseTransport,
     Connected,
     ConnectionFailedEvent,
@@ -270,7 +271,7 @@ def test_transport_closed_without_a_transport_is_ignored(make: MakePair) -> None
 
 def test_replay_order_reattach_announce_types_functions_triggers_held(make: MakePair) -> None:
     announce: dict[str, Any] = {"name": "worker", "runtime": "python", "pid": 7, "namespace": None}
-    pair = make(announce=announce)
+    pair = make(announce=announce, confirm_announce=False)
     conn = pair.conn
     tt = RegisterTriggerType(id="webhook", description="hooks")
     fn1 = RegisterFunction(id="math::add")
@@ -334,6 +335,61 @@ def test_replay_order_reattach_announce_types_functions_triggers_held(make: Make
     assert engine3.json()[0] == {"type": "reattach", "previous_worker_id": "w-2"}
     assert engine3.frames[1:] == [announce_frame, tt, fn1, fn2, trig]
     assert (conn.worker_id, conn.reattach_token) == ("w-3", "t-3")
+
+
+def test_confirmed_announce_reports_the_engines_answer(make: MakePair) -> None:
+    announce: dict[str, Any] = {"name": "worker", "pid": 7}
+    pair = make(announce=announce)
+    conn = pair.conn
+    conn.register_function(RegisterFunction(id="f"))
+    pair.connect()
+    engine = pair.open()
+    first = engine.frames[0]
+    assert isinstance(first, InvokeFunction)
+    assert first.function_id == ANNOUNCE_FUNCTION_ID and first.action is None
+    assert first.invocation_id is not None and first.data == announce
+    assert engine.json()[0]["invocation_id"] == first.invocation_id
+    assert engine.frames[1] == RegisterFunction(id="f")
+    pair.new_events()
+    # The answer is the engine's acceptance, not a call outcome.
+    engine.send(InvocationResult(invocation_id=first.invocation_id,
+                                 function_id=ANNOUNCE_FUNCTION_ID, result={"success": True}))
+    pair.pump()
+    assert pair.new_events() == [Announced(result={"success": True})]
+    assert conn.pending_count == 0
+    # A second answer with that id is just a stale result now.
+    engine.send(InvocationResult(invocation_id=first.invocation_id,
+                                 function_id=ANNOUNCE_FUNCTION_ID, result=None))
+    pair.pump()
+    assert pair.new_events() == []
+    # Each connection asks again; a refusal carries the error; a drop forgets it.
+    pair.drop()
+    pair.advance(1.0)
+    engine2 = pair.open()
+    second = engine2.frames[1]
+    assert isinstance(second, InvokeFunction) and second.invocation_id not in (
+        None, first.invocation_id)
+    pair.new_events()
+    forbidden = ErrorBody(code="FORBIDDEN", message="namespace 'x' not allowed")
+    engine2.send(InvocationResult(invocation_id=second.invocation_id,
+                                  function_id=ANNOUNCE_FUNCTION_ID, error=forbidden))
+    pair.pump()
+    assert pair.new_events() == [Announced(result=None, error=forbidden)]
+    pair.drop()
+    pair.advance(2.0)
+    engine3 = pair.open()
+    third = engine3.frames[1]
+    assert isinstance(third, InvokeFunction)
+    pair.drop()
+    pair.new_events()
+    # The answer of a dropped connection's announce means nothing any more.
+    pair.advance(4.0)
+    engine4 = pair.open()
+    pair.new_events()
+    engine4.send(InvocationResult(invocation_id=third.invocation_id or "",
+                                  function_id=ANNOUNCE_FUNCTION_ID, result={"success": True}))
+    pair.pump()
+    assert pair.new_events() == []
 
 
 def test_registrations_while_connected_are_sent_at_once_and_replayed_once(

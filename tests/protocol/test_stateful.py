@@ -130,6 +130,7 @@ class ConnectionMachine(RuleBasedStateMachine):
                 initial_delay=0.5, max_delay=2.0, jitter=0.3, max_retries=max_retries
             ),
             announce=ANNOUNCE,
+            confirm_announce=False,
         )
         self.conn = Connection(
             config, random=random.Random(seed).random, new_id=counter_ids("call")
