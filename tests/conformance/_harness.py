@@ -9,9 +9,12 @@ collect the answers later (``send`` / ``answer``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -85,6 +88,7 @@ class PeerAgent:
         log_dir: Path,
         fast_reconnect: bool = True,
         otel: bool = False,
+        headers: Optional[dict[str, str]] = None,
         env: Optional[dict[str, str]] = None,
     ) -> None:
         self.sdk = sdk
@@ -95,6 +99,7 @@ class PeerAgent:
             flags.append("--fast-reconnect")
         if otel:
             flags.append("--otel")
+        flags.extend(f"--header={k}={v}" for k, v in (headers or {}).items())
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = log_dir / f"{name}.stderr.log"
         self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 (closed in close())
@@ -249,3 +254,95 @@ class PeerAgent:
         if self.proc.poll() is None:
             self.proc.kill()
         self.close()
+
+
+class TcpProxy:
+    """A TCP relay in front of the engine that can cut its clients off while the
+    engine's side of each connection stays open: the engine keeps a half-open
+    "ghost" of every cut worker (the case ``reattach`` exists for, PROTOCOL 4.5).
+    """
+
+    def __init__(self, upstream_url: str) -> None:
+        host, _, port = upstream_url.removeprefix("ws://").rstrip("/").rpartition(":")
+        self.upstream = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self._lock = threading.Lock()
+        self._live: list[tuple[socket.socket, socket.socket]] = []
+        self._ghosts: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, name="tcp-proxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self.upstream, timeout=5)
+                up.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    up.close()
+                    return
+                self._live.append((client, up))
+            for src, dst in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(src, dst, client), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, client: socket.socket) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            try:
+                dst.sendall(data)
+            except OSError:
+                break
+        with self._lock:
+            ghost = any(g is dst or g is src for g in self._ghosts)
+        if not ghost:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+    def cut_clients(self) -> int:
+        """Reset every client connection (the SDK sees a dropped socket); keep the
+        engine side open and silent.  Returns how many were cut."""
+        with self._lock:
+            live, self._live = self._live, []
+            self._ghosts.extend(up for _, up in live)
+        for client, _ in live:
+            with contextlib.suppress(OSError):
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                client.shutdown(socket.SHUT_RD)
+            client.close()
+        return len(live)
+
+    def release_ghosts(self) -> None:
+        """Close the engine side of the cut connections."""
+        with self._lock:
+            ghosts, self._ghosts = self._ghosts, []
+        for up in ghosts:
+            with contextlib.suppress(OSError):
+                up.shutdown(socket.SHUT_RDWR)
+            up.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            live, self._live = self._live, []
+        self.listener.close()
+        for client, up in live:
+            for s in (client, up):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+        self.release_ghosts()

@@ -1,6 +1,7 @@
 // A test peer: one worker of the OFFICIAL Node SDK (npm iii-sdk 0.22.1).
 //
 //   node node_agent.mjs <engine url> <worker name> [--fast-reconnect] [--otel]
+//                       [--header=name=value ...]
 //
 // The SDK is loaded from the npm project named by $III_NODE_PEER_ROOT (the
 // conformance set-up installs it into .cache/peers/node), through the
@@ -44,6 +45,13 @@ function errorInfo(err) {
 
 const options = { workerName: name }
 if (!flags.includes('--otel')) options.otel = { enabled: false }
+const headers = Object.fromEntries(
+  flags.filter((f) => f.startsWith('--header=')).map((f) => {
+    const [k, ...v] = f.slice('--header='.length).split('=')
+    return [k, v.join('=')]
+  }),
+)
+if (Object.keys(headers).length) options.headers = headers
 if (flags.includes('--fast-reconnect')) {
   options.reconnectionConfig = { initialDelayMs: 100, maxDelayMs: 500, jitterFactor: 0.1 }
 }
@@ -66,6 +74,9 @@ function makeHandler(functionId, behavior, args) {
       case 'none':
         return undefined
       case 'const':
+        return args.result
+      case 'auth': // an RBAC auth function: record the input, grant
+        emit({ event: 'auth', function_id: functionId, data })
         return args.result
       case 'sink': {
         const reader = data.reader

@@ -4,6 +4,7 @@ Run with the python of a peer venv (``.cache/peers/py-<version>``), never with
 the project's own::
 
     python py_agent.py <engine url> <worker name> [--fast-reconnect] [--otel]
+                       [--header=name=value ...]
 
 It connects with ``register_worker``, prints ``@@ {"event": "ready", ...}``
 and then executes JSON commands read from stdin, one per line, each
@@ -71,8 +72,12 @@ def plain(value: Any) -> Any:
 
 
 class Agent:
-    def __init__(self, url: str, name: str, fast: bool, otel: bool) -> None:
+    def __init__(
+        self, url: str, name: str, fast: bool, otel: bool, headers: dict[str, str]
+    ) -> None:
         options: dict[str, Any] = {"worker_name": name}
+        if headers:
+            options["headers"] = headers
         if not otel:
             options["otel"] = {"enabled": False}
         if fast:
@@ -108,6 +113,9 @@ class Agent:
             if behavior == "none":
                 return None
             if behavior == "const":
+                return args.get("result")
+            if behavior == "auth":  # an RBAC auth function: record the input, grant
+                emit({"event": "auth", "function_id": function_id, "data": data})
                 return args.get("result")
             if behavior == "sink":
                 reader = data["reader"]
@@ -309,7 +317,8 @@ class Agent:
 def main() -> int:
     url, name = sys.argv[1], sys.argv[2]
     flags = set(sys.argv[3:])
-    agent = Agent(url, name, "--fast-reconnect" in flags, "--otel" in flags)
+    headers = dict(f[len("--header=") :].split("=", 1) for f in flags if f.startswith("--header="))
+    agent = Agent(url, name, "--fast-reconnect" in flags, "--otel" in flags, headers)
     emit(
         {
             "event": "ready",
