@@ -481,7 +481,7 @@ class Connection:
                 self._send_text(text)
             else:
                 pending = self._pending.get(invocation_id)
-                if pending is not None:  # else it timed out while held
+                if pending is not None:  # else its caller gave up (cancel)
                     pending.sent = True
                     self._send_text(text)
         self._transition(ConnectionInput.WORKER_REGISTERED)
@@ -596,6 +596,9 @@ class Connection:
             pending = self._pending.get(invocation_id)
             if pending is not None and pending.deadline <= now:
                 del self._pending[invocation_id]
+                if not pending.sent:
+                    # Free its place in the bounded queue of held calls.
+                    self._held = deque(h for h in self._held if h[0] != invocation_id)
                 self._emit(
                     ev.InvocationFailed(
                         invocation_id=invocation_id,

@@ -1873,3 +1873,34 @@ def test_the_engine_stream_is_processed_whole() -> None:
 def test_any_chunking_of_the_engine_stream_gives_the_same_result(cuts: list[int]) -> None:
     # Lengths, not bytes, of what was written: WebSocket masking keys are random.
     assert _run(cuts) == _WHOLE
+
+
+def test_a_held_call_that_times_out_frees_its_place(make: MakePair) -> None:
+    pair = make(max_held_calls=2)
+    conn = pair.conn
+    first = conn.invoke("f", 1, now=0.0, timeout=1.0)
+    conn.invoke("f", 2, now=0.0, timeout=5.0)
+    assert conn.held_count == 2
+    conn.handle_timer(1.0)
+    assert [e for e in conn.events() if isinstance(e, InvocationFailed)][0].invocation_id == first
+    assert conn.held_count == 1
+    third = conn.invoke("f", 3, now=1.0)  # room again
+    pair.connect()
+    engine = pair.open()
+    sent = [fr for fr in engine.frames if isinstance(fr, InvokeFunction)]
+    assert [fr.data for fr in sent] == [2, 3]
+    assert sent[1].invocation_id == third
+
+
+def test_a_cancelled_held_call_is_not_sent(make: MakePair) -> None:
+    pair = make()
+    conn = pair.conn
+    gone = conn.invoke("f", 1, now=0.0)
+    assert gone is not None
+    conn.invoke("f", 2, now=0.0)
+    assert conn.cancel(gone) is True
+    assert conn.cancel(gone) is False
+    pair.connect()
+    engine = pair.open()
+    assert [fr.data for fr in engine.frames if isinstance(fr, InvokeFunction)] == [2]
+    assert [e for e in pair.new_events() if isinstance(e, InvocationFailed)] == []
