@@ -1882,7 +1882,7 @@ def test_a_held_call_that_times_out_frees_its_place(make: MakePair) -> None:
     conn.invoke("f", 2, now=0.0, timeout=5.0)
     assert conn.held_count == 2
     conn.handle_timer(1.0)
-    assert [e for e in conn.events() if isinstance(e, InvocationFailed)][0].invocation_id == first
+    assert next(e for e in conn.events() if isinstance(e, InvocationFailed)).invocation_id == first
     assert conn.held_count == 1
     third = conn.invoke("f", 3, now=1.0)  # room again
     pair.connect()
