@@ -200,3 +200,53 @@ def test_reattach_evicts_a_half_open_ghost(
         assert caller.ok("trigger", function_id="gh::fn", payload={})["result"] == "hi"
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("sdk_id", SDK_IDS)
+def test_reconnect_after_engine_restart(
+    iii_engine: EngineThread, spawn: Spawn, sdk_id: str
+) -> None:
+    """The engine restarts (same port, all state lost): the workers come back and
+    replay everything; their ``reattach`` names a connection the new engine never
+    knew, which it ignores (PROTOCOL 4.5)."""
+    engine = iii_engine
+    a, b = setup_workers(engine, spawn, sdk_id)
+    old = {w.name: w.info["worker_id"] for w in (a, b)}
+    engine.restart()
+    for w in (a, b):
+        new = engine.wait_for_worker(w.name, timeout=10)
+        assert new["worker_id"] != old[w.name]
+        reattach = engine.frames(new["worker_id"], direction="in", type="reattach")
+        if sdk_id == "py-0.19.7":
+            assert reattach == []
+        else:
+            assert [f["previous_worker_id"] for f in reattach] == [old[w.name]]
+    engine.wait_for_function("rc::fn")
+    engine.wait_for_function("rc::target")
+    first = a.find_events("register_trigger")[0]["config"]
+    assert a.wait_event("register_trigger", count=2)["config"]["id"] == first["id"]
+    engine.wait_for_binding(first["id"], acked=True)
+    assert b.ok("trigger", function_id="rc::fn", payload={})["result"] == {"v": 1}
+
+
+@pytest.mark.parametrize("sdk_id", SDK_IDS)
+def test_handler_lost_mid_call_is_invocation_stopped(
+    iii_engine: EngineThread, spawn: Spawn, sdk_id: str
+) -> None:
+    """The handler's connection goes away while it runs: the caller gets
+    ``invocation_stopped`` from the engine, not a 30 s timeout (PROTOCOL 4.8)."""
+    engine = iii_engine
+    a = spawn(sdk_id, engine.url, "slow-A", engine=engine)
+    b = spawn(sdk_id, engine.url, "slow-B", engine=engine)
+    a.ok("register_function", function_id="slow::fn", behavior="sleep", seconds=5)
+    engine.wait_for_function("slow::fn")
+    pending = b.send("trigger", function_id="slow::fn", payload={})
+    a.wait_event("sleeping")
+    engine.drop(a.info["worker_id"])
+    out = b.answer(pending, timeout=5)
+    assert not out["ok"]
+    assert out["error"]["code"] == "invocation_stopped"
+    expected = "Invocation stopped"
+    if sdk_id.startswith("node"):
+        expected = f"invocation_stopped: {expected}"
+    assert out["error"]["message"] == expected

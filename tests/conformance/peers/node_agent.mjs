@@ -73,6 +73,14 @@ function makeHandler(functionId, behavior, args) {
         throw new Error(args.message ?? 'handler failed')
       case 'none':
         return undefined
+      case 'sleep':
+        emit({ event: 'sleeping', function_id: functionId })
+        await new Promise((resolve) => setTimeout(resolve, (args.seconds ?? 1) * 1000))
+        return { slept: args.seconds ?? 1 }
+      case 'size': // the size of a (large) payload
+        return { size: data.blob.length, by: name }
+      case 'blob': // a large result
+        return { blob: 'y'.repeat(args.size) }
       case 'const':
         return args.result
       case 'auth': // an RBAC auth function: record the input, grant
@@ -125,6 +133,7 @@ const ops = {
   async trigger(cmd) {
     const request = { function_id: cmd.function_id }
     if ('payload' in cmd) request.payload = cmd.payload
+    if (cmd.blob_size) request.payload = { blob: 'x'.repeat(cmd.blob_size) }
     if (cmd.action === 'void') request.action = sdk.TriggerAction.Void()
     else if (cmd.action && cmd.action.enqueue) {
       request.action = sdk.TriggerAction.Enqueue({ queue: cmd.action.enqueue })
@@ -132,6 +141,7 @@ const ops = {
     if (cmd.metadata != null) request.metadata = cmd.metadata
     if (cmd.timeout_ms) request.timeoutMs = cmd.timeout_ms
     const result = await worker.trigger(request)
+    if (cmd.summarize) return { result: { blob_len: result.blob.length } }
     return { result: result ?? null }
   },
   register_trigger_type(cmd) {

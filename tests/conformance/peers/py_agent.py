@@ -112,6 +112,14 @@ class Agent:
                 raise RuntimeError(args.get("message", "handler failed"))
             if behavior == "none":
                 return None
+            if behavior == "sleep":
+                emit({"event": "sleeping", "function_id": function_id})
+                await asyncio.sleep(args.get("seconds", 1.0))
+                return {"slept": args.get("seconds", 1.0)}
+            if behavior == "size":  # the size of a (large) payload
+                return {"size": len(data["blob"]), "by": name}
+            if behavior == "blob":  # a large result
+                return {"blob": "y" * args["size"]}
             if behavior == "const":
                 return args.get("result")
             if behavior == "auth":  # an RBAC auth function: record the input, grant
@@ -160,6 +168,8 @@ class Agent:
         request: dict[str, Any] = {"function_id": cmd["function_id"]}
         if "payload" in cmd:
             request["payload"] = cmd["payload"]
+        if cmd.get("blob_size"):
+            request["payload"] = {"blob": "x" * cmd["blob_size"]}
         action = cmd.get("action")
         if action == "void":
             request["action"] = iii.TriggerAction.Void()
@@ -169,7 +179,10 @@ class Agent:
             request["metadata"] = cmd["metadata"]
         if cmd.get("timeout_ms"):
             request["timeout_ms"] = cmd["timeout_ms"]
-        return {"result": plain(self.worker.trigger(request))}
+        result = self.worker.trigger(request)
+        if cmd.get("summarize"):
+            return {"result": {"blob_len": len(result["blob"])}}
+        return {"result": plain(result)}
 
     def op_register_trigger_type(self, cmd: dict[str, Any]) -> dict[str, Any]:
         agent = self
