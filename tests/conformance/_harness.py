@@ -89,6 +89,7 @@ class PeerAgent:
         fast_reconnect: bool = True,
         otel: bool = False,
         headers: Optional[dict[str, str]] = None,
+        namespace: Optional[str] = None,
         env: Optional[dict[str, str]] = None,
     ) -> None:
         self.sdk = sdk
@@ -100,6 +101,8 @@ class PeerAgent:
         if otel:
             flags.append("--otel")
         flags.extend(f"--header={k}={v}" for k, v in (headers or {}).items())
+        if namespace:
+            flags.append(f"--namespace={namespace}")
         log_dir.mkdir(parents=True, exist_ok=True)
         self.stderr_path = log_dir / f"{name}.stderr.log"
         self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 (closed in close())

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+import iii
+
 from .conftest import Pair
 
 pytestmark = pytest.mark.conformance
@@ -279,3 +281,74 @@ def test_no_protocol_errors_on_the_engine(pair: Pair) -> None:
         )
     ]
     assert stats["bad_frames"] == len(unknown), stats
+
+
+def test_durable_binding_through_the_builtin(pair: Pair) -> None:
+    """``engine::register_trigger`` (PROTOCOL 8): the engine delivers the binding to
+    the official provider and answers only once the provider acked it."""
+    pair.a.ok("register_trigger_type", trigger_type="conf-durable")
+    pair.engine.wait_for_trigger_type("conf-durable")
+    register(pair, "conf::durable", "record")
+    out = pair.b.ok(
+        "trigger",
+        function_id="engine::register_trigger",
+        payload={
+            "trigger_type": "conf-durable",
+            "function_id": "conf::durable",
+            "config": {"every": "1m"},
+        },
+    )
+    binding_id = out["result"]["id"]
+    assert UUID4.match(binding_id)
+    got = pair.a.wait_event("register_trigger", lambda e: e["config"]["id"] == binding_id)
+    assert got["config"]["config"] == {"every": "1m"}
+    assert pair.engine.wait_for_binding(binding_id)["acked"]
+    out = pair.b.ok("trigger", function_id="engine::unregister_trigger", payload={"id": binding_id})
+    assert out["result"] == {"removed": True}
+    pair.a.wait_event("unregister_trigger", lambda e: e["config"]["id"] == binding_id)
+
+
+def test_engine_trigger_type_fires_an_official_binding(pair: Pair) -> None:
+    """A binding on the engine's own ``engine::workers-available`` type fires into an
+    official handler, with the binding's metadata (where the SDK has metadata)."""
+    pair.b.ok("register_function", function_id="conf::watch", behavior="record")
+    pair.engine.wait_for_function("conf::watch")
+    pair.b.ok(
+        "register_trigger",
+        key="watch",
+        trigger_type="engine::workers-available",
+        function_id="conf::watch",
+        config={},
+        metadata={"w": 1},
+    )
+    pair.engine.wait_for(
+        lambda: any(
+            b["function_id"] == "conf::watch" and b["acked"] for b in pair.engine.engine.bindings()
+        )
+    )
+    # A short-lived worker (of our own SDK) makes the engine fire.
+    visitor = iii.register_worker(pair.url, iii.InitOptions(worker_name="visitor"))
+    visitor_id = visitor.worker_id
+    visitor.shutdown()
+
+    def about_visitor(e: dict[str, Any]) -> bool:
+        return e["function_id"] == "conf::watch" and e["data"].get("worker_id") == visitor_id
+
+    pair.b.wait_event("invoked", about_visitor, count=3)
+    events = [e["data"]["event"] for e in pair.b.find_events("invoked", about_visitor)]
+    # (Handlers run concurrently in the SDKs, so compare without order.)
+    assert sorted(events) == ["worker_connected", "worker_disconnected", "worker_metadata_updated"]
+    seen = pair.b.find_events("invoked", lambda e: e["function_id"] == "conf::watch")[-1]
+    assert seen["metadata"] == ({"w": 1} if pair.sdk.has_invocation_metadata else None)
+    pair.b.ok("unregister_trigger", key="watch")
+
+
+def test_many_concurrent_calls(pair: Pair) -> None:
+    register(pair, "conf::echo-many", "echo")
+    ids = [
+        pair.b.send("trigger", function_id="conf::echo-many", payload={"i": i}) for i in range(100)
+    ]
+    for i, cmd_id in enumerate(ids):
+        out = pair.b.answer(cmd_id)
+        assert out["ok"], out
+        assert out["result"]["echo"]["i"] == i

@@ -4,7 +4,7 @@ Run with the python of a peer venv (``.cache/peers/py-<version>``), never with
 the project's own::
 
     python py_agent.py <engine url> <worker name> [--fast-reconnect] [--otel]
-                       [--header=name=value ...]
+                       [--header=name=value ...] [--namespace=ns]
 
 It connects with ``register_worker``, prints ``@@ {"event": "ready", ...}``
 and then executes JSON commands read from stdin, one per line, each
@@ -73,11 +73,19 @@ def plain(value: Any) -> Any:
 
 class Agent:
     def __init__(
-        self, url: str, name: str, fast: bool, otel: bool, headers: dict[str, str]
+        self,
+        url: str,
+        name: str,
+        fast: bool,
+        otel: bool,
+        headers: dict[str, str],
+        namespace: str | None,
     ) -> None:
         options: dict[str, Any] = {"worker_name": name}
         if headers:
             options["headers"] = headers
+        if namespace:  # 0.25 only (0.19.7 has no namespaces)
+            options["namespace"] = namespace
         if not otel:
             options["otel"] = {"enabled": False}
         if fast:
@@ -179,6 +187,8 @@ class Agent:
             request["metadata"] = cmd["metadata"]
         if cmd.get("timeout_ms"):
             request["timeout_ms"] = cmd["timeout_ms"]
+        if cmd.get("namespace"):
+            request["namespace"] = cmd["namespace"]
         result = self.worker.trigger(request)
         if cmd.get("summarize"):
             return {"result": {"blob_len": len(result["blob"])}}
@@ -331,7 +341,8 @@ def main() -> int:
     url, name = sys.argv[1], sys.argv[2]
     flags = set(sys.argv[3:])
     headers = dict(f[len("--header=") :].split("=", 1) for f in flags if f.startswith("--header="))
-    agent = Agent(url, name, "--fast-reconnect" in flags, "--otel" in flags, headers)
+    namespace = next((f.split("=", 1)[1] for f in flags if f.startswith("--namespace=")), None)
+    agent = Agent(url, name, "--fast-reconnect" in flags, "--otel" in flags, headers, namespace)
     emit(
         {
             "event": "ready",
