@@ -549,3 +549,33 @@ def test_script_exits_without_shutdown(iii_engine):
     assert result.returncode == 0, result.stderr
     assert "registered" in result.stdout
     assert time.monotonic() - start < 15
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_shutdown_async_of_a_thread_worker(iii_engine, backend):
+    import anyio
+
+    w = iii.register_worker(iii_engine.url, opts(worker_name=f"sa-{backend}"))
+    w.register_function("sa::f", lambda d: d)
+    iii_engine.wait_for_function("sa::f")
+
+    async def main() -> None:
+        assert await w.trigger_async({"function_id": "sa::f", "payload": 5}) == 5
+        await w.shutdown_async()
+
+    anyio.run(main, backend=backend)
+    assert w.get_connection_state() == "disconnected"
+    iii_engine.wait_for(lambda: not any(
+        f["function_id"] == "sa::f" for f in iii_engine.functions()))
+
+
+def test_unregister_trigger_type(iii_engine, worker):
+    worker.register_trigger_type(iii.RegisterTriggerTypeInput(id="gone-type", description="x"),
+                                 iii.TriggerHandler())
+    iii_engine.wait_for_trigger_type("gone-type")
+    worker.unregister_trigger_type({"id": "gone-type"})
+    frame = iii_engine.wait_for_frame("unregistertriggertype", direction="in")
+    assert frame == {"type": "unregistertriggertype", "id": "gone-type"}
+    # Unknown or already removed: nothing is sent, nothing raised.
+    worker.unregister_trigger_type("gone-type")
+    assert len(iii_engine.frames(type="unregistertriggertype", direction="in")) == 1
