@@ -8,9 +8,12 @@ own documentation promises; where an SDK lacks a feature the test says so.
 
 from __future__ import annotations
 
+import http.server
 import json
 import re
-from typing import Any
+import threading
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import pytest
 
@@ -243,6 +246,22 @@ def test_provider_refusal_is_forwarded_to_the_binder(pair: Pair) -> None:
     pair.b.ok("unregister_trigger", key="picky")
 
 
+def test_unregister_trigger_type_is_ignored_like_the_engine(pair: Pair) -> None:
+    """``unregistertriggertype`` is SDK-only: the HEAD engine does not know it and
+    keeps the type until the provider disconnects (PROTOCOL 2.6); the connection
+    stays usable."""
+    pair.a.ok("register_trigger_type", trigger_type="conf-gone")
+    pair.engine.wait_for_trigger_type("conf-gone")
+    pair.a.ok("unregister_trigger_type", trigger_type="conf-gone")
+    frame = pair.engine.wait_for_frame(
+        "unregistertriggertype", worker_id=pair.a.info["worker_id"], direction="in"
+    )
+    assert frame["id"] == "conf-gone"
+    assert any(t["id"] == "conf-gone" for t in pair.engine.trigger_types())
+    register(pair, "conf::after-gone", "const", result="still here")
+    assert pair.b.ok("trigger", function_id="conf::after-gone")["result"] == "still here"
+
+
 # -- channels (PROTOCOL.md 9) -----------------------------------------------------------
 
 
@@ -352,3 +371,67 @@ def test_many_concurrent_calls(pair: Pair) -> None:
         out = pair.b.answer(cmd_id)
         assert out["ok"], out
         assert out["result"]["echo"]["i"] == i
+
+
+# -- HTTP-invoked functions (PROTOCOL.md 6.3) ---------------------------------------------
+
+
+class _Endpoint(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.seen.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        if self.path == "/fail":
+            status, out = 500, {"error": {"code": "upstream_down", "message": "try later"}}
+        else:
+            status, out = 200, {"echo": body}
+        data = json.dumps(out).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_http_invoked_function(pair: Pair, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An official worker registers an HTTP-invoked function (``HttpInvocationConfig``
+    / Node's invocation object); the engine POSTs the payload there."""
+    monkeypatch.setenv("CONF_HTTP_TOKEN", "s3cret")  # read by the (in-process) engine
+    auth = {"type": "bearer", "token_key": "CONF_HTTP_TOKEN"}
+    for fid, path in (("conf::http", "/ok"), ("conf::http-fail", "/fail")):
+        pair.a.ok(
+            "register_http_function",
+            function_id=fid,
+            url=endpoint + path,
+            headers={"x-team": "blue"},
+            auth=auth,
+        )
+        assert pair.engine.wait_for_function(fid)["worker_id"] == pair.a.info["worker_id"]
+    out = pair.b.ok("trigger", function_id="conf::http", payload={"q": 1})
+    assert _payload_seen(out["result"]["echo"]) == {"q": 1}
+    request = _Endpoint.seen[-1]
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert headers["authorization"] == "Bearer s3cret"
+    assert headers["x-team"] == "blue"
+    assert headers["x-iii-function-path"] == "conf::http"
+    assert UUID4.match(headers["x-iii-invocation-id"])
+    out = pair.b.call("trigger", function_id="conf::http-fail", payload={})
+    assert out["error"]["code"] == "upstream_down"
+    assert out["error"]["message"] == error_message(pair, "upstream_down", "try later")

@@ -125,6 +125,13 @@ const ops = {
     functions.set(cmd.function_id, ref)
     return {}
   },
+  register_http_function(cmd) {
+    const invocation = { url: cmd.url, method: cmd.method ?? 'POST' }
+    if (cmd.headers) invocation.headers = cmd.headers
+    if (cmd.auth) invocation.auth = cmd.auth
+    functions.set(cmd.function_id, worker.registerFunction(cmd.function_id, invocation))
+    return {}
+  },
   unregister_function(cmd) {
     functions.get(cmd.function_id).unregister()
     functions.delete(cmd.function_id)
@@ -160,6 +167,10 @@ const ops = {
         },
       },
     )
+    return {}
+  },
+  unregister_trigger_type(cmd) {
+    worker.unregisterTriggerType({ id: cmd.trigger_type, description: 'conformance trigger type' })
     return {}
   },
   register_trigger(cmd) {

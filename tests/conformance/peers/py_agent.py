@@ -168,6 +168,21 @@ class Agent:
         self.functions[fid] = self.worker.register_function(fid, handler, **kwargs)
         return {}
 
+    def op_register_http_function(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        if LEGACY:
+            from iii import HttpInvocationConfig
+        else:
+            from iii_helpers.http import HttpInvocationConfig
+        config = HttpInvocationConfig(
+            url=cmd["url"],
+            method=cmd.get("method", "POST"),
+            headers=cmd.get("headers"),
+            auth=cmd.get("auth"),
+        )
+        fid = cmd["function_id"]
+        self.functions[fid] = self.worker.register_function(fid, config)
+        return {}
+
     def op_unregister_function(self, cmd: dict[str, Any]) -> dict[str, Any]:
         self.functions.pop(cmd["function_id"]).unregister()
         return {}
@@ -225,6 +240,10 @@ class Agent:
             {"id": type_id, "description": cmd.get("description", "conformance trigger type")},
             Provider(),
         )
+        return {}
+
+    def op_unregister_trigger_type(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        self.worker.unregister_trigger_type({"id": cmd["trigger_type"]})
         return {}
 
     def op_register_trigger(self, cmd: dict[str, Any]) -> dict[str, Any]:
