@@ -162,3 +162,29 @@ async def test_engine_runs_under_trio(anyio_backend):
         result = await b.recv_type("invocationresult")
         assert result["invocation_id"] == inv
         assert result["result"] == [1, 2]
+
+
+async def test_frames_pipelined_with_the_upgrade_request_are_read(engine):
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Message, Request, TextMessage
+
+    client = WSConnection(ConnectionType.CLIENT)
+    upgrade = client.send(Request(host="127.0.0.1", target="/"))
+    # A second client object in OPEN state builds a correctly masked frame.
+    helper = WSConnection(ConnectionType.CLIENT)
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(helper.send(Request(host="x", target="/")))
+    next(server.events())
+    helper.receive_data(server.send(AcceptConnection()))
+    list(helper.events())
+    ping = helper.send(Message(data='{"type":"ping"}'))
+    stream = await anyio.connect_tcp("127.0.0.1", engine.port)
+    await stream.send(upgrade + ping)
+    texts = []
+    with anyio.fail_after(5):
+        while len(texts) < 2:
+            client.receive_data(await stream.receive())
+            texts += [e.data for e in client.events() if isinstance(e, TextMessage)]
+    await stream.aclose()
+    assert '"workerregistered"' in texts[0]
+    assert texts[1] == '{"type":"pong"}'
