@@ -15,7 +15,15 @@ connect to it.  Three ways to run it::
     # a process
     $ python -m iii.testing --port 49134
 
-and a pytest fixture, ``iii_engine`` (see ``iii.testing._pytest_plugin``).
+and pytest fixtures (``iii_engine``, ``iii_engine_factory``, ``iii_async_engine``;
+see ``iii.testing._pytest_plugin``).
+
+Besides ``url`` an engine offers introspection (``workers()``, ``functions()``,
+``bindings()``, ``pending_invocations()``...), waits (``wait_for_worker``,
+``wait_for_function``, ``wait_for_frame``, ``wait_for``), the transcript
+(``transcript()``, ``frames()``, ``transcript_jsonl()``) and fault injection
+(``drop``, ``drop_all``, ``stop``/``start``/``restart``, ``delay_results``,
+``withhold_results``, ``send_raw``/``send_text``/``send_frame``/``send_ping``).
 
 Names are imported lazily: ``import iii.testing`` is cheap (the pytest plugin
 imports this package in every test run of the repository).
