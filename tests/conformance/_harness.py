@@ -42,6 +42,13 @@ class Sdk:
     env: tuple[tuple[str, str], ...] = ()
 
     @property
+    def root(self) -> Path:
+        """Where the SDK is installed (a venv, or the npm project)."""
+        if self.kind == "python":
+            return self.executable.parent.parent
+        return Path(dict(self.env)["III_NODE_PEER_ROOT"])
+
+    @property
     def legacy(self) -> bool:
         """iii-sdk 0.19.7: the release our documented API describes (no reattach,
         no invocation metadata, no reconnect after a normal close)."""
@@ -128,6 +135,11 @@ class PeerAgent:
         self._reader = threading.Thread(target=self._read, name=f"peer-{name}", daemon=True)
         self._reader.start()
         self.ready = self.wait_event("ready", timeout=60)
+        # The peer runs the official SDK it was installed with, never this project.
+        module = str(self.ready.get("module") or "")
+        if self.ready.get("version") != sdk.version or not module.startswith(str(sdk.root)):
+            self.kill()
+            raise PeerError(f"{name}: not the official {sdk.id}: {self.ready}")
 
     # -- plumbing ------------------------------------------------------------------
 

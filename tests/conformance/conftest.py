@@ -15,7 +15,7 @@ Fixtures:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,3 +143,31 @@ def pair(
     finally:
         pool.close()
         engine.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failure, attach what the peers logged (and the ``pair`` engine's
+    transcript tail; the ``iii_engine`` fixtures attach their own)."""
+    report = yield
+    if report.failed and report.when == "call":
+        funcargs = getattr(item, "funcargs", {})
+        agents: list[PeerAgent] = []
+        pair = funcargs.get("pair")
+        if isinstance(pair, Pair):
+            agents += [pair.a, pair.b]
+            try:
+                tail = pair.engine.transcript_jsonl().splitlines()[-100:]
+                report.sections.append(("pair engine transcript (tail)", "\n".join(tail)))
+            except Exception:  # the engine may be gone
+                pass
+        pool = funcargs.get("spawn")
+        if isinstance(pool, AgentPool):
+            agents += pool.agents
+        for agent in agents:
+            report.sections.append(
+                (f"peer {agent.name} ({agent.sdk.id}) stderr (tail)", agent.stderr_tail())
+            )
+    return report

@@ -236,7 +236,14 @@ async function run(cmd) {
   }
 }
 
-emit({ event: 'ready', sdk: 'node', version: SDK_VERSION, worker_id: null, state: null })
+emit({
+  event: 'ready',
+  sdk: 'node',
+  version: SDK_VERSION,
+  module: require.resolve('iii-sdk'),
+  worker_id: null,
+  state: null,
+})
 
 let stopping = false
 async function stop() {

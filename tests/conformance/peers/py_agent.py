@@ -367,6 +367,7 @@ def main() -> int:
             "event": "ready",
             "sdk": "python",
             "version": SDK_VERSION,
+            "module": iii.__file__,
             "worker_id": agent.worker.worker_id,
             "state": agent.worker.get_connection_state(),
         }
