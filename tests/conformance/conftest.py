@@ -25,15 +25,41 @@ import pytest
 from iii.testing import EngineThread
 
 from ._harness import PEERS_DIR, SDK_IDS, PeerAgent, Sdk
-from ._install import PeerInstallError, Peers, ensure_peers
+from ._install import CACHE, PeerInstallError, Peers, ensure_peers
+
+_INSTALLED: dict[str, Any] = {}
+
+
+def _install() -> None:
+    if _INSTALLED:
+        return
+    try:
+        _INSTALLED["peers"] = ensure_peers()
+    except PeerInstallError as exc:
+        _INSTALLED["error"] = exc
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Install the peers once collection is over, outside any test: a cold install
+    (PyPI + npm) must not count against the first test's timeout."""
+    if not any("peers" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not all(
+        (CACHE / name / ".installed").exists() for name in ("py-0.19.7", "py-0.25.0", "node")
+    ):
+        reporter.write_line(f"conformance: installing the official SDKs into {CACHE} ...")
+    _install()
 
 
 @pytest.fixture(scope="session")
 def peers() -> Peers:
-    try:
-        return ensure_peers()
-    except PeerInstallError as exc:
-        pytest.fail(f"installing the official SDKs failed:\n{exc}", pytrace=False)
+    _install()
+    error = _INSTALLED.get("error")
+    if error is not None:
+        pytest.fail(f"installing the official SDKs failed:\n{error}", pytrace=False)
+    installed: Peers = _INSTALLED["peers"]
+    return installed
 
 
 @pytest.fixture(scope="session")
