@@ -4,11 +4,18 @@ It moves bytes between one socket at a time and a ``Connection``, and nothing
 else: every decision (when to connect, reconnect, ping, time out) is the
 core's.  The adapters only supply the primitives of their library.
 
-One task runs the core's timers; each socket the core asks for gets one task
-that connects and then reads.  Writes go through one lock and are taken from
-the core *under* that lock, so bytes reach the socket in the order the core
-produced them, and a slow engine makes writers wait instead of growing a
-buffer.
+One task runs the core's timers, one writes for the reader and the timer; each
+socket the core asks for gets one task that connects, reads, and at the end
+says goodbye and closes it.  Writes to a socket go through its lock and are
+taken from the core *under* that lock, so bytes reach the socket in the order
+the core produced them, and a slow engine makes writers (``process()`` after
+a command) wait instead of growing a buffer.
+
+The reader and the timer never wait for a writer: what they make the core
+queue (pongs, pings, answers) is written by the write task, so a writer stuck
+on an engine that stopped reading cannot stop us from reading (which is often
+what the engine waits for) or from noticing a dead socket.  When the core
+drops a socket, a send in progress gets ``_GRACE`` seconds, then it is cut.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ __all__ = ["AsyncPump", "Backend", "Stream", "EventHandler"]
 
 EventHandler = Callable[[ev.Event], None]
 
+#: Seconds a socket the core dropped gets to finish a send and say goodbye.
+_GRACE = 1.0
+
 
 class Stream(Protocol):
     async def send(self, data: bytes) -> None: ...
@@ -34,6 +44,10 @@ class Stream(Protocol):
 
 
 class CancelScope(Protocol):
+    deadline: float
+
+    @property
+    def cancelled_caught(self) -> bool: ...
     def cancel(self) -> None: ...
     def __enter__(self) -> CancelScope: ...
     def __exit__(self, *exc: object) -> Optional[bool]: ...
@@ -62,7 +76,7 @@ class Backend(Protocol):
 
     def current_time(self) -> float: ...
     def task_group(self) -> AbstractAsyncContextManager[TaskGroup]: ...
-    def cancel_scope(self, deadline: float = math.inf) -> CancelScope: ...
+    def cancel_scope(self, deadline: float = math.inf, shield: bool = False) -> CancelScope: ...
     def event(self) -> AsyncEvent: ...
     def lock(self) -> AsyncLock: ...
     async def connect(
@@ -73,13 +87,22 @@ class Backend(Protocol):
 
 
 class _Attempt:
-    """One socket the core asked for: its stream once open, and its task's scope."""
+    """One socket the core asked for: its task's scope, its stream once open,
+    the lock its writers take, the send in progress, and its last words."""
 
-    __slots__ = ("scope", "stream")
+    __slots__ = ("broken", "last_words", "lock", "scope", "sending", "stream")
 
-    def __init__(self, scope: CancelScope) -> None:
-        self.scope = scope
+    def __init__(self, backend: Backend) -> None:
+        self.scope = backend.cancel_scope()
+        self.lock = backend.lock()
         self.stream: Optional[Stream] = None
+        self.sending: Optional[CancelScope] = None
+        self.broken = False  # a send failed or was cut: the stream is unusable
+        self.last_words = b""
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class AsyncPump:
@@ -107,7 +130,7 @@ class AsyncPump:
         self._ssl_context = ssl_context
         self._tg: Optional[TaskGroup] = None
         self._attempt: Optional[_Attempt] = None
-        self._write_lock = backend.lock()
+        self._write_wanted = backend.event()
         self._wakeup = backend.event()
         self._done = backend.event()
         self._sleeping_until = math.inf
@@ -122,10 +145,12 @@ class AsyncPump:
             if self.conn.state is ConnectionState.DISCONNECTED:
                 self.conn.connect(self.now())
             tg.start_soon(self._timer_loop)
-            await self.process()
+            tg.start_soon(self._write_loop)
+            self._after_io()
             if started is not None:
                 started()
             await self._done.wait()
+            # Socket tasks say goodbye (bounded) in their finally blocks.
             tg.cancel_scope.cancel()
 
     async def aclose(self) -> None:
@@ -137,21 +162,39 @@ class AsyncPump:
     # -- called by the API layer after each command ----------------------------
 
     async def process(self) -> None:
-        """Dispatch the core's events and write what it queued."""
+        """Dispatch the core's events and write what it queued (waits while
+        the engine is slow to read)."""
+        self._dispatch()
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything the core queued to the current socket."""
+        while True:
+            attempt = self._attempt
+            stream = attempt.stream if attempt is not None else None
+            if attempt is None or stream is None:
+                return
+            async with attempt.lock:
+                if attempt is not self._attempt:
+                    continue  # dropped while we waited: try the current one
+                while data := self.conn.data_to_send():
+                    if not await self._send(attempt, stream, data):
+                        return
+                return
+
+    # -- internals ---------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Handle the core's events; never awaits, so no event waits for a wake-up."""
         conn = self.conn
-        retired: list[tuple[_Attempt, bytes]] = []
-        # Every event is dispatched before the first await: closing a socket
-        # may cancel the task running this (its reader), and nothing the core
-        # reported may wait for a later wake-up.
         for event in conn.events():
             if isinstance(event, ev.OpenTransport):
                 self._start_attempt(event)
             elif isinstance(event, ev.CloseTransport):
-                attempt, self._attempt = self._attempt, None
-                if attempt is not None:
+                if self._attempt is not None:
                     # What the core queued before dropping the socket is its
                     # last words on it (a Close frame).
-                    retired.append((attempt, conn.data_to_send()))
+                    self._retire(self._attempt, conn.data_to_send())
             else:
                 self._on_event(event)
         if conn.state is ConnectionState.FAILED:
@@ -159,43 +202,63 @@ class AsyncPump:
         timer = conn.get_timer()
         if timer is not None and timer < self._sleeping_until:
             self._wakeup.set()
-        for attempt, last_words in retired:
-            await self._retire(attempt, last_words)
-        await self.flush()
 
-    async def flush(self) -> None:
-        attempt = self._attempt
-        if attempt is None or attempt.stream is None:
-            return
-        async with self._write_lock:
-            data = self.conn.data_to_send()
-            if data:
-                # A broken socket is the reader's to notice and report.
-                with suppress(*self._backend.io_errors):
-                    await attempt.stream.send(data)
+    def _after_io(self) -> None:
+        """After the reader or the timer ran the core: dispatch, and have the
+        queued bytes written by the write task (never wait for a writer)."""
+        self._dispatch()
+        self._write_wanted.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._write_wanted.wait()
+            self._write_wanted = self._backend.event()
+            await self.flush()  # loops until the core has nothing queued
+
+    async def _send(self, attempt: _Attempt, stream: Stream, data: bytes) -> bool:
+        scope = self._backend.cancel_scope()
+        attempt.sending = scope
+        failure: Optional[str] = None
+        try:
+            with scope:
+                await stream.send(data)
+        except self._backend.io_errors as exc:
+            failure = _describe(exc)
+        finally:
+            attempt.sending = None
+        if failure is None and not scope.cancelled_caught:
+            return True
+        attempt.broken = True  # part of a frame may be out: no more bytes on it
+        self._lost(attempt, failure or "send cut short")
+        return False
 
     # -- sockets ---------------------------------------------------------------
 
     def _start_attempt(self, event: ev.OpenTransport) -> None:
-        attempt = _Attempt(self._backend.cancel_scope())
+        attempt = _Attempt(self._backend)
         self._attempt = attempt
         assert self._tg is not None
         self._tg.start_soon(lambda: self._serve(attempt, event))
 
-    async def _retire(self, attempt: _Attempt, last_words: bytes) -> None:
-        stream = attempt.stream
-        if stream is not None:
-            async with self._write_lock:
-                with (
-                    self._backend.cancel_scope(self.now() + 1.0),
-                    suppress(*self._backend.io_errors),
-                ):
-                    if last_words:
-                        await stream.send(last_words)
-                    await stream.aclose()
-        # Last: when the caller is this attempt's own reader, it stops at its
-        # next await, after the work above.
+    def _retire(self, attempt: _Attempt, last_words: bytes = b"") -> None:
+        """Stop using ``attempt``: its reader stops, a send in progress gets
+        ``_GRACE`` seconds, then its task says goodbye and closes it."""
+        if self._attempt is attempt:
+            self._attempt = None
+        attempt.last_words = last_words
+        sending = attempt.sending
+        if sending is not None:
+            sending.deadline = min(sending.deadline, self.now() + _GRACE)
         attempt.scope.cancel()
+
+    def _lost(self, attempt: _Attempt, reason: str) -> None:
+        """The socket broke: tell the core, unless it dropped it already."""
+        if self._attempt is not attempt:
+            return
+        self._retire(attempt)
+        self.conn.transport_closed(self.now(), reason)
+        self.conn.data_to_send()  # what is still queued was for that socket
+        self._after_io()
 
     async def _serve(self, attempt: _Attempt, event: ev.OpenTransport) -> None:
         conn = self.conn
@@ -203,35 +266,40 @@ class AsyncPump:
         try:
             with attempt.scope:
                 try:
+                    context = self._ssl_context if event.secure else None
+                    if event.secure and context is None:
+                        context = ssl.create_default_context()
                     with self._backend.cancel_scope(self.now() + event.timeout):
-                        context = self._ssl_context if event.secure else None
-                        if event.secure and context is None:
-                            context = ssl.create_default_context()
                         attempt.stream = await self._backend.connect(
                             event.host, event.port, context
                         )
-                    if attempt.stream is None:
+                    stream = attempt.stream
+                    if stream is None:
                         reason = f"timed out connecting to {event.host}:{event.port}"
                     else:
                         conn.transport_opened(self.now())
-                        await self.process()
-                        stream = attempt.stream
-                        while True:
-                            data = await stream.receive()
-                            if not data:
-                                break
+                        self._after_io()
+                        while data := await stream.receive():
                             conn.receive_data(data, self.now())
-                            await self.process()
+                            self._after_io()
                 except self._backend.io_errors as exc:
-                    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                if self._attempt is attempt:
-                    self._attempt = None
-                    conn.transport_closed(self.now(), reason)
-                    await self.process()
+                    reason = _describe(exc)
+                self._lost(attempt, reason)
         finally:
-            # Cancelled or finished: the socket never outlives its task.
+            # Finished, dropped or cancelled: the socket never outlives its task.
             if attempt.stream is not None:
+                with self._backend.cancel_scope(self.now() + 2 * _GRACE, shield=True):
+                    await self._goodbye(attempt, attempt.stream)
                 await self._backend.aclose_forcefully(attempt.stream)
+
+    async def _goodbye(self, attempt: _Attempt, stream: Stream) -> None:
+        async with attempt.lock:  # after a send in progress (cut after _GRACE)
+            if attempt.last_words and not attempt.broken:
+                with (
+                    self._backend.cancel_scope(self.now() + _GRACE),
+                    suppress(*self._backend.io_errors),
+                ):
+                    await stream.send(attempt.last_words)
 
     async def _timer_loop(self) -> None:
         conn = self.conn
@@ -243,4 +311,4 @@ class AsyncPump:
             self._wakeup = self._backend.event()
             self._sleeping_until = -math.inf  # a poke while we run is pointless
             conn.handle_timer(self.now())
-            await self.process()
+            self._after_io()

@@ -56,8 +56,8 @@ class _AnyioBackend:
     def task_group(self) -> AbstractAsyncContextManager[TaskGroup]:
         return cast(AbstractAsyncContextManager[TaskGroup], anyio.create_task_group())
 
-    def cancel_scope(self, deadline: float = math.inf) -> CancelScope:
-        return cast(CancelScope, anyio.CancelScope(deadline=deadline))
+    def cancel_scope(self, deadline: float = math.inf, shield: bool = False) -> CancelScope:
+        return cast(CancelScope, anyio.CancelScope(deadline=deadline, shield=shield))
 
     def event(self) -> AsyncEvent:
         return anyio.Event()

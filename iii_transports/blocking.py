@@ -1,10 +1,14 @@
-"""The thread adapter: blocking sockets on one daemon thread, no event loop.
+"""The thread adapter: blocking sockets on daemon threads, no event loop.
 
 The core is guarded by ``transport.lock``; any number of user threads may call
 into it at once.  A caller takes the lock, runs a command on ``transport.conn``,
 releases it and calls ``process()``, which dispatches events and writes the
-queued bytes itself (so a call costs no thread hop on the way out).  The one
-I/O thread connects, reads, and runs the core's timers; it is a daemon, so a
+queued bytes itself (so a call costs no thread hop on the way out), waiting
+while the engine is slow to read.  The I/O thread connects, reads, and runs
+the core's timers; it never writes, so a writer stuck on an engine that
+stopped reading cannot stop it from reading (often what the engine waits for)
+or from noticing a dead socket.  What it makes the core queue (pongs, pings,
+answers, the replay) is written by a writer thread.  Both are daemons, so a
 script that forgets to close its worker still exits.
 """
 
@@ -28,12 +32,22 @@ __all__ = ["ThreadTransport"]
 log = logging.getLogger(__name__)
 
 _READ_SIZE = 65536
+#: Sends go out in chunks: the socket timeout bounds a chunk, not a message.
+_CHUNK = 1024 * 1024
+#: Seconds a socket the core dropped gets to finish a send and say goodbye.
+_GRACE = 1.0
 
 EventHandler = Callable[[ev.Event], None]
 
 
+def _shutdown(sock: socket.socket) -> None:
+    # Wakes any thread blocked on the socket; closing is left to the I/O thread.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 class ThreadTransport:
-    """Drive a ``Connection`` from a background daemon thread.
+    """Drive a ``Connection`` from background daemon threads.
 
     Args:
         conn: the session; touch it only while holding ``lock``.
@@ -56,97 +70,139 @@ class ThreadTransport:
         self._on_event = on_event
         self._ssl_context = ssl_context
         self.now = clock
-        self._write_lock = threading.Lock()
-        self._sock: Optional[socket.socket] = None
+        self._write_lock = threading.Lock()  # one writer at a time, in core order
+        self._sock: Optional[socket.socket] = None  # guarded by ``lock``
         self._retired: list[socket.socket] = []
         self._to_open: Optional[ev.OpenTransport] = None
         self._stopped = threading.Event()
+        self._write_wanted = threading.Event()
         self._sleeping_until = float("inf")
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._run, name="iii-transport", daemon=True)
+        self._writer = threading.Thread(
+            target=self._write_loop, name="iii-transport-writer", daemon=True
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the I/O thread; it connects right away."""
+        """Start the threads; the I/O thread connects right away."""
         with self.lock:
             if self.conn.state is ConnectionState.DISCONNECTED:
                 self.conn.connect(self.now())
         self._thread.start()
+        self._writer.start()
         self.process()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Close the session (pending calls fail with ``SHUTDOWN``) and stop the thread."""
+        """Close the session (pending calls fail with ``SHUTDOWN``) and stop the threads."""
         with self.lock:
             self.conn.close()
         self.process()
-        self._stopped.set()
-        self._wake()
-        if threading.current_thread() is not self._thread and self._thread.is_alive():
-            self._thread.join(timeout)
+        self._stop()
+        for thread in (self._thread, self._writer):
+            if threading.current_thread() is not thread and thread.is_alive():
+                thread.join(timeout)
 
     @property
     def stopped(self) -> bool:
         return self._stopped.is_set()
 
+    def _stop(self) -> None:
+        self._stopped.set()
+        self._write_wanted.set()
+        self._wake()
+
     # -- called after each command ---------------------------------------------
 
     def process(self) -> None:
-        """Dispatch the core's events and write what it queued."""
-        with self.lock:
-            events = list(self.conn.events())
-            state = self.conn.state
-            timer = self.conn.get_timer()
-        for event in events:
-            if isinstance(event, ev.OpenTransport):
-                self._to_open = event
-                self._wake()
-            elif isinstance(event, ev.CloseTransport):
-                self._close_socket()
-            else:
-                self._on_event(event)
+        """Dispatch the core's events and write what it queued (waits while
+        the engine is slow to read)."""
+        self._dispatch()
         self.flush()
-        if state is ConnectionState.FAILED:
-            self._stopped.set()
-            self._wake()
-        elif timer is not None and timer < self._sleeping_until:
-            self._wake()
 
     def flush(self) -> None:
+        """Write everything the core queued to the current socket."""
         with self._write_lock:
-            with self.lock:
-                data = self.conn.data_to_send()
-            sock = self._sock
-            if data and sock is not None:
-                # A broken socket is the I/O thread's to notice and report.
-                with contextlib.suppress(OSError):
-                    sock.sendall(data)
+            while True:
+                with self.lock:
+                    data = self.conn.data_to_send()
+                    sock = self._sock
+                if not data:
+                    return
+                if sock is None:
+                    continue  # queued for a socket that is gone
+                try:
+                    view = memoryview(data)
+                    for start in range(0, len(view), _CHUNK):
+                        sock.sendall(view[start : start + _CHUNK])
+                except OSError:
+                    # Part of a frame may be out: no more bytes on this socket.
+                    # The I/O thread notices the shutdown and reports it.
+                    _shutdown(sock)
 
-    # -- the I/O thread ----------------------------------------------------------
+    def _dispatch(self) -> None:
+        """Handle the core's events: socket bookkeeping under the lock, in order."""
+        retired: list[tuple[socket.socket, bytes]] = []
+        with self.lock:
+            events = list(self.conn.events())
+            for event in events:
+                if isinstance(event, ev.OpenTransport):
+                    self._to_open = event
+                elif isinstance(event, ev.CloseTransport) and self._sock is not None:
+                    # What the core queued before dropping the socket is its
+                    # last words on it (a Close frame).
+                    retired.append((self._sock, self.conn.data_to_send()))
+                    self._sock = None
+            state = self.conn.state
+            timer = self.conn.get_timer()
+        for sock, last_words in retired:
+            self._retire(sock, last_words)
+        for event in events:
+            if not isinstance(event, (ev.OpenTransport, ev.CloseTransport)):
+                self._on_event(event)
+        if state is ConnectionState.FAILED:
+            self._stop()
+        elif self._to_open is not None or (timer is not None and timer < self._sleeping_until):
+            self._wake()
+
+    def _retire(self, sock: socket.socket, last_words: bytes) -> None:
+        # A send in progress gets _GRACE seconds; then it is cut.
+        if not self._write_lock.acquire(timeout=_GRACE):
+            _shutdown(sock)
+            self._write_lock.acquire()
+        try:
+            if last_words:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(_GRACE)
+                    sock.sendall(last_words)
+        finally:
+            self._write_lock.release()
+        _shutdown(sock)
+        self._retired.append(sock)
+        self._wake()
+
+    # -- the writer thread: what the I/O thread made the core queue ---------------
+
+    def _write_loop(self) -> None:
+        while True:
+            self._write_wanted.wait()
+            self._write_wanted.clear()
+            if self._stopped.is_set():
+                return
+            self.flush()
+
+    # -- the I/O thread ------------------------------------------------------------
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
-    def _close_socket(self) -> None:
-        with self._write_lock:
-            with self.lock:
-                # The core's last words on this socket (a Close frame).
-                data = self.conn.data_to_send()
-            sock, self._sock = self._sock, None
-            if sock is None:
-                return
-            with contextlib.suppress(OSError):
-                if data:
-                    sock.settimeout(1.0)
-                    sock.sendall(data)
-            # Wakes the I/O thread's select; it closes the socket.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            self._retired.append(sock)
-            self._wake()
+    def _after_io(self) -> None:
+        self._dispatch()
+        self._write_wanted.set()
 
     def _connect(self, event: ev.OpenTransport) -> None:
         try:
@@ -163,21 +219,15 @@ class ThreadTransport:
         except OSError as exc:
             with self.lock:
                 self.conn.transport_closed(self.now(), f"connect failed: {exc}")
-            self.process()
+            self._after_io()
             return
-        with self._write_lock:
-            self._sock = sock
         with self.lock:
             try:
                 self.conn.transport_opened(self.now())
-                wanted = True
+                self._sock = sock
             except Exception:  # the core gave up on this socket meanwhile
-                wanted = False
-        if not wanted:
-            with self._write_lock:
-                self._sock = None
-            sock.close()
-        self.process()
+                sock.close()
+        self._after_io()
 
     def _read(self, sock: socket.socket) -> None:
         try:
@@ -188,19 +238,29 @@ class ThreadTransport:
         except OSError as exc:
             data = b""
             reason = f"{type(exc).__name__}: {exc}"
-        if sock is not self._sock:
-            return  # retired meanwhile
         with self.lock:
+            if sock is not self._sock:
+                return  # retired meanwhile
             if data:
                 self.conn.receive_data(data, self.now())
             else:
+                self._sock = None
                 self.conn.transport_closed(self.now(), reason)
+                self.conn.data_to_send()  # what is still queued was for that socket
         if not data:
-            with self._write_lock:
-                if self._sock is sock:
-                    self._sock = None
-            sock.close()
-        self.process()
+            _shutdown(sock)
+            self._retired.append(sock)
+        self._after_io()
+
+    def _close_retired(self) -> None:
+        # Only while no writer can be using them.
+        if self._retired and self._write_lock.acquire(blocking=False):
+            try:
+                retired, self._retired = self._retired, []
+                for old in retired:
+                    old.close()
+            finally:
+                self._write_lock.release()
 
     def _run(self) -> None:
         try:
@@ -209,17 +269,15 @@ class ThreadTransport:
                 if to_open is not None:
                     self._connect(to_open)
                     continue
-                for old in self._retired:
-                    old.close()
-                self._retired.clear()
+                self._close_retired()
                 with self.lock:
                     timer = self.conn.get_timer()
+                    sock = self._sock
                 self._sleeping_until = float("inf") if timer is None else timer
                 timeout = None if timer is None else max(0.0, timer - self.now())
-                sock = self._sock
-                readers: list[socket.socket] = (
-                    [self._wake_r] if sock is None else [self._wake_r, sock]
-                )
+                if self._retired:
+                    timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                readers = [self._wake_r] if sock is None else [self._wake_r, sock]
                 readable, _, _ = select.select(readers, [], [], timeout)
                 self._sleeping_until = float("-inf")
                 if self._wake_r in readable:
@@ -229,14 +287,18 @@ class ThreadTransport:
                     self._read(sock)
                 with self.lock:
                     self.conn.handle_timer(self.now())
-                self.process()
+                self._after_io()
         except Exception:  # pragma: no cover - a bug; make it loud, not silent
             log.exception("iii transport thread crashed")
             raise
         finally:
-            for old in self._retired:
+            self._stop()
+            if self._writer.is_alive():
+                self._writer.join(2 * _GRACE)
+            with self.lock:
+                sock, self._sock = self._sock, None
+            for old in [*self._retired, *([sock] if sock is not None else [])]:
                 old.close()
-            if self._sock is not None:
-                self._sock.close()
+            self._retired.clear()
             self._wake_r.close()
             self._wake_w.close()

@@ -51,8 +51,8 @@ class _TrioBackend:
     def task_group(self) -> AbstractAsyncContextManager[TaskGroup]:
         return cast(AbstractAsyncContextManager[TaskGroup], trio.open_nursery())
 
-    def cancel_scope(self, deadline: float = math.inf) -> CancelScope:
-        return cast(CancelScope, trio.CancelScope(deadline=deadline))
+    def cancel_scope(self, deadline: float = math.inf, shield: bool = False) -> CancelScope:
+        return cast(CancelScope, trio.CancelScope(deadline=deadline, shield=shield))
 
     def event(self) -> AsyncEvent:
         return trio.Event()
