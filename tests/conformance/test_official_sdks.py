@@ -96,7 +96,7 @@ def test_enqueue_returns_a_receipt_and_the_queue_runs_the_handler(pair: Pair) ->
     seen = pair.a.wait_event("invoked", lambda e: e["function_id"] == "conf::job")
     # Delivered by the engine's queue: the payload as enqueued, no caller id (5.2, 5.5).
     assert seen["data"] == {"job": 7}
-    pair.engine.wait_for(lambda: pair.engine.queue_stats()["delivered"] >= 1)
+    pair.engine.wait_for(lambda: pair.engine.engine.queue_stats()["delivered"] >= 1)
 
 
 def test_handler_error_reaches_the_caller_as_invocation_failed(pair: Pair) -> None:
@@ -124,7 +124,7 @@ def test_unregistered_function_is_gone(pair: Pair) -> None:
     assert pair.b.ok("trigger", function_id="conf::temp", payload={})["result"] == {"alive": True}
     pair.a.ok("unregister_function", function_id="conf::temp")
     pair.engine.wait_for(
-        lambda: not any(f["function_id"] == "conf::temp" for f in pair.engine.functions())
+        lambda: not any(f["function_id"] == "conf::temp" for f in pair.engine.engine.functions())
     )
     out = pair.b.call("trigger", function_id="conf::temp", payload={})
     assert out["error"]["code"] == "function_not_found"
@@ -197,7 +197,7 @@ def test_binding_reaches_the_provider_fires_and_unregisters(pair: Pair) -> None:
     pair.b.ok("unregister_trigger", key="hook1")
     gone = pair.a.wait_event("unregister_trigger", lambda e: e["config"]["id"] == binding_id)
     assert gone["trigger_type"] == "conf-hook"
-    pair.engine.wait_for(lambda: all(b["id"] != binding_id for b in pair.engine.bindings()))
+    pair.engine.wait_for(lambda: all(b["id"] != binding_id for b in pair.engine.engine.bindings()))
 
 
 def test_binding_without_config(pair: Pair) -> None:

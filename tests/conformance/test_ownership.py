@@ -45,7 +45,10 @@ def test_worker_name_conflict(iii_engine: EngineThread, spawn: Spawn, sdk_id: st
         first.info["worker_id"]
     ]
     if sdk_id == "py-0.25.0":
-        second.ok("sleep", seconds=0.2)
+        for _ in range(100):  # the SDK handles the frame right after the engine sent it
+            if second.ok("state")["state"] == "failed":
+                break
+            second.ok("sleep", seconds=0.05)
         assert second.ok("state")["state"] == "failed"
         out = second.call("trigger", function_id="dup::fn", payload={})
         assert out["error"]["type"] == "RegistrationRejectedError"

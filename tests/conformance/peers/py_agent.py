@@ -372,16 +372,13 @@ def main() -> int:
             "state": agent.worker.get_connection_state(),
         }
     )
-    threads: list[threading.Thread] = []
     for line in sys.stdin:
         if not line.strip():
             continue
         cmd = json.loads(line)
         if cmd.get("op") == "shutdown":
             break
-        t = threading.Thread(target=agent.run, args=(cmd,), daemon=True)
-        t.start()
-        threads.append(t)
+        threading.Thread(target=agent.run, args=(cmd,), daemon=True).start()
     agent.worker.shutdown()
     emit({"event": "bye"})
     return 0
