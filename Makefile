@@ -3,14 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FUZZ_STAMP := $(VENV)/.installed-fuzz
+#: seconds per fuzz target for `make fuzz`
+FUZZ_SECONDS ?= 60
 
-.PHONY: demo test lint typecheck unit clean
+.PHONY: demo test lint typecheck unit fuzz fuzz-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+$(FUZZ_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
+	touch $(FUZZ_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.demo
@@ -26,7 +33,15 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest -q --cov=iii_protocol --cov-branch --cov-report=term-missing --cov-fail-under=100 -p no:iii tests/protocol
 	$(BIN)/python -m pytest -q --ignore=tests/protocol tests
 
-test: lint typecheck unit
+# Every fuzz target under libFuzzer for FUZZ_SECONDS each (new inputs in fuzz/.work/).
+fuzz: $(FUZZ_STAMP)
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
+
+# Seconds: 3 s per target under atheris when it is installed, else the seed corpus replayed.
+fuzz-smoke: $(STAMP)
+	$(BIN)/python fuzz/run.py --smoke
+
+test: lint typecheck unit fuzz-smoke
 
 clean:
-	rm -rf $(VENV) .cache .coverage
+	rm -rf $(VENV) .cache .coverage fuzz/.work

@@ -281,7 +281,8 @@ class Connection:
                 self._on_ws_event(event, now)
                 if not self._transport_active:
                     return
-        except WSRemoteProtocolError as exc:
+        except (WSRemoteProtocolError, UnicodeError) as exc:
+            # wsproto lets a non-ASCII byte in a handshake header escape as UnicodeError.
             self._lose(now, f"WebSocket handshake failed: {exc}", close=True)
 
     def _on_ws_event(self, event: ws.Event, now: float) -> None:
@@ -541,7 +542,9 @@ class Connection:
                 )
             return
         if invocation_id is not None:
-            if invocation_id in self._inbound:
+            # An orphan (from a lost socket) is still running in the app: a
+            # second invocation under its id could not be told apart from it.
+            if invocation_id in self._inbound or invocation_id in self._orphans:
                 self._emit(
                     ev.FrameRejected(
                         error=RemoteProtocolError(

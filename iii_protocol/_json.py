@@ -86,12 +86,17 @@ _DIGIT_MASK = bytes(0x30 if 0x30 <= b <= 0x39 else b if b == 0x2D else 0x20 for 
 
 
 def loads(text: str | bytes) -> JSON:
-    """Parse JSON text; raises ``ValueError`` (``orjson.JSONDecodeError``) on bad input."""
+    """Parse JSON text; raises ``ValueError`` (``orjson.JSONDecodeError``) on bad input,
+    and on input nested too deeply for Python to read exactly."""
     value = orjson.loads(text)
     # orjson reads an integer outside [-2**63, 2**64) as a float, silently
     # losing digits; such an integer has 20+ digits, or a minus and 19.  The
     # stdlib reads it exactly (orjson has already refused non-strict JSON).
     mask = (text.encode() if isinstance(text, str) else text).translate(_DIGIT_MASK)
     if b"00000000000000000000" in mask or b"-0000000000000000000" in mask:
-        return json.loads(text)  # type: ignore[no-any-return]
+        try:
+            return json.loads(text)  # type: ignore[no-any-return]
+        except RecursionError:
+            # orjson reads 1 024 levels; the stdlib runs out of stack before that.
+            raise ValueError("JSON nested too deeply to read its wide integers") from None
     return value  # type: ignore[no-any-return]

@@ -139,6 +139,36 @@ def _dumps(value: object) -> bytes:
     return orjson.dumps(value)
 
 
+#: The engine (serde_json) refuses JSON nested deeper than this: the frame is a
+#: "json decode error".  Accepting more would also break our own writes (orjson
+#: stops at 255 levels), e.g. of ``engine::functions::list`` for everybody.
+MAX_JSON_DEPTH = 127
+
+
+def json_too_deep(value: JSON, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` nests more than ``limit`` arrays/objects (itself included)."""
+    stack: list[tuple[JSON, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[JSON] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _bracket_heavy(text: Union[str, bytes]) -> bool:
+    """Cheap filter: fewer brackets than the depth limit cannot nest too deep."""
+    if isinstance(text, str):
+        return text.count("[") + text.count("{") > MAX_JSON_DEPTH
+    return text.count(b"[") + text.count(b"{") > MAX_JSON_DEPTH
+
+
 def _encode(frame: Any) -> bytes:
     return encode_frame(frame).encode()
 
@@ -886,6 +916,14 @@ class EngineCore:
                 "json decode error from worker %s: expected an object, got %s",
                 w.worker_id,
                 type(obj).__name__,
+            )
+            return
+        if _bracket_heavy(text) and json_too_deep(obj):
+            self.bad_frames += 1
+            log.warning(
+                "json decode error from worker %s: nested deeper than %d levels",
+                w.worker_id,
+                MAX_JSON_DEPTH,
             )
             return
         tag = obj.get("type")

@@ -18,6 +18,8 @@ import orjson
 from iii_protocol import HttpAuthApiKey, HttpAuthBearer, HttpAuthHmac, HttpInvocationRef
 from iii_protocol._json import JSON
 
+from ._engine import json_too_deep
+
 __all__ = ["invoke_http"]
 
 ErrorDict = dict[str, JSON]
@@ -144,6 +146,9 @@ async def invoke_http(
             is_json = True
         except orjson.JSONDecodeError:
             is_json = False
+        if is_json and json_too_deep(parsed):
+            # Too deep to hand on (the result would break the caller's socket).
+            parsed, is_json = None, False
     if 200 <= status < 300:
         if not raw.strip():
             return None, None

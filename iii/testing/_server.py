@@ -670,6 +670,7 @@ class Engine:
         self, stream: anyio.abc.SocketStream
     ) -> Optional[tuple[WSConnection, Request, dict[str, str], bytes]]:
         data = b""
+        idx = -1  # stays -1 when the timeout strikes before any data
         with anyio.move_on_after(self.handshake_timeout):
             while True:
                 try:
@@ -695,8 +696,9 @@ class Engine:
             for event in ws.events():
                 if isinstance(event, Request):
                     return ws, event, _parse_headers(head), rest
-        except RemoteProtocolError as exc:
-            hint = exc.event_hint
+        except (RemoteProtocolError, UnicodeError) as exc:
+            # (wsproto lets a non-ASCII Host or Connection header escape as UnicodeError.)
+            hint = getattr(exc, "event_hint", None)
             body = f"{exc}\n".encode()
             try:
                 status = hint.status_code if isinstance(hint, RejectConnection) else 400

@@ -49,9 +49,8 @@ from iii_protocol import (
     from_json_value,
     to_json_value,
 )
+from iii_protocol import strategies as s
 from iii_protocol._json import NotJSONError, dumps, loads
-
-from . import strategies as s
 
 #: Property tests are not timed per example: CI machines under coverage are slow.
 relaxed = settings(deadline=None)

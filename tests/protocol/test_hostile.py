@@ -1,0 +1,178 @@
+"""Hostile input against the codec and the ``Connection``: the regressions the
+fuzzers found (each input is kept in ``fuzz/corpus/*/regress-*``), and property
+tests driven by the public ``iii_protocol.strategies``."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wsproto import ConnectionType, WSConnection
+from wsproto import events as wse
+
+from iii_protocol import (
+    Config,
+    Connection,
+    ConnectionState,
+    InvokeFunction,
+    RegisterFunction,
+    RemoteProtocolError,
+    decode_frame,
+)
+from iii_protocol import events as ev
+from iii_protocol import strategies as iii_st
+from iii_protocol._json import loads
+
+from .helpers import FakeEngine, Pair, counter_ids
+
+relaxed = settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+LIMIT = 4096
+
+
+def _connected(**config: object) -> tuple[Pair, FakeEngine]:
+    pair = Pair(Connection(Config(**config), random=lambda: 0.5, new_id=counter_ids()))  # type: ignore[arg-type]
+    pair.connect()
+    engine = pair.open()
+    assert pair.conn.state is ConnectionState.CONNECTED
+    pair.new_events()
+    return pair, engine
+
+
+# -- regressions --------------------------------------------------------------------
+
+DEEP_WIDE = (
+    '{"type":"invokefunction","function_id":"f","data":'
+    + "[" * 1020
+    + "1"
+    + "0" * 25
+    + "]" * 1020
+    + "}"
+)
+
+
+def test_deep_json_with_a_wide_integer_is_a_protocol_error() -> None:
+    # regress-deep-wide-int: orjson reads 1 024 levels, but the exact re-read
+    # of wide integers (stdlib json) hit RecursionError, which escaped
+    # decode_frame and Connection.receive_data.
+    with pytest.raises(ValueError, match="nested too deeply"):
+        loads(DEEP_WIDE)
+    with pytest.raises(RemoteProtocolError, match="not valid JSON"):
+        decode_frame(DEEP_WIDE)
+
+
+def test_the_connection_rejects_deep_json_with_a_wide_integer() -> None:
+    pair, engine = _connected()
+    pair.conn.register_function(RegisterFunction(id="f"))
+    engine.send_text(DEEP_WIDE)
+    pair.pump()
+    (event,) = pair.new_events()
+    assert isinstance(event, ev.FrameRejected)
+    assert pair.conn.state is ConnectionState.CONNECTED
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"Connection: Upgr\x93ade",
+        b"Sec-WebSocket-Protocol: \xe9",
+        b"Sec-WebSocket-Extensions: \xff",
+    ],
+)
+def test_a_non_ascii_handshake_header_fails_the_handshake(header: bytes) -> None:
+    # regress-nonascii-handshake-header: wsproto let UnicodeDecodeError escape
+    # receive_data while parsing the 101 response.
+    pair = Pair(Connection(Config(), random=lambda: 0.5))
+    pair.connect()
+    answer = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" + header + b"\r\n\r\n"
+    if not header.startswith(b"Connection"):
+        answer = answer.replace(
+            b"Upgrade: websocket\r\n", b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        )
+    pair.open(handshake_bytes=answer)
+    events = pair.new_events()
+    close = [e for e in events if isinstance(e, ev.CloseTransport)]
+    assert close and close[0].reason.startswith("WebSocket handshake failed: ")
+    assert pair.conn.state is ConnectionState.RECONNECTING
+
+
+def test_an_invocation_id_reused_while_its_orphan_runs_is_rejected() -> None:
+    # Found by fuzz_connection: an invocation lost with its socket (an orphan,
+    # still running in the app) and a new invocation under the same id on the
+    # next socket shared one entry; the app's second answer raised
+    # LocalProtocolError and the first answer went to the wrong invocation.
+    pair, _ = _connected()
+    conn = pair.conn
+    conn.register_function(RegisterFunction(id="f"))
+    pair.send(InvokeFunction(function_id="f", data=1, invocation_id="in-1"))
+    assert [type(e) for e in pair.new_events()] == [ev.InvocationRequested]
+    pair.drop()
+    pair.advance(1.0)
+    engine = pair.open()
+    pair.new_events()
+    engine.send(InvokeFunction(function_id="f", data=2, invocation_id="in-1"))
+    pair.pump()
+    (event,) = pair.new_events()
+    assert isinstance(event, ev.FrameRejected)
+    assert str(event.error) == "invocation in-1 is already running"
+    assert conn.send_result("in-1", "f", "old") is False  # the orphan's answer goes nowhere
+    pair.pump()
+    assert [f for f in engine.frames if f.TYPE == "invocationresult"] == []
+
+
+# -- properties with the public strategies ------------------------------------------
+
+_KEY = re.compile(rb"sec-websocket-key: *([^\r]*)\r\n", re.IGNORECASE)
+
+
+def _events_ok(events: list[ev.Event]) -> None:
+    failed = False
+    for event in events:
+        assert not failed, "an event after ConnectionFailedEvent"
+        failed = isinstance(event, ev.ConnectionFailedEvent)
+
+
+@relaxed
+@given(stream=iii_st.ws_streams(masked=False, max_message_size=LIMIT), data=st.data())
+def test_a_connected_worker_survives_any_engine_stream(stream: bytes, data: st.DataObject) -> None:
+    pair, _ = _connected(max_message_size=LIMIT)
+    conn = pair.conn
+    conn.register_function(RegisterFunction(id="f"))
+    for chunk in data.draw(iii_st.chunked(stream)):
+        conn.receive_data(chunk, 0.0)  # never raises
+        assert conn._message_size <= LIMIT
+    _events_ok(list(conn.events()))
+    conn.close()
+    assert conn.state in (ConnectionState.DISCONNECTED, ConnectionState.FAILED)
+
+
+@relaxed
+@given(data=st.data())
+def test_the_handshake_survives_any_answer(data: st.DataObject) -> None:
+    conn = Connection(Config(), random=lambda: 0.5)
+    conn.connect(0.0)
+    conn.transport_opened(0.0)
+    request = conn.data_to_send()
+    match = _KEY.search(request)
+    assert match is not None
+    key = match.group(1).decode()
+    answer = data.draw(iii_st.handshake_responses(key))
+    tail = data.draw(iii_st.ws_streams(masked=False, max_message_size=LIMIT))
+    for chunk in data.draw(iii_st.chunked(answer + tail)):
+        conn.receive_data(chunk, 0.0)
+    _events_ok(list(conn.events()))
+
+
+@relaxed
+@given(data=st.data())
+def test_a_good_answer_is_one_wsproto_accepts(data: st.DataObject) -> None:
+    # The non-hostile answers really are good (checked by a second implementation).
+    client = WSConnection(ConnectionType.CLIENT)
+    request = client.send(wse.Request(host="h", target="/"))
+    match = _KEY.search(request)
+    assert match is not None
+    client.receive_data(
+        data.draw(iii_st.handshake_responses(match.group(1).decode(), hostile=False))
+    )
+    assert any(isinstance(e, wse.AcceptConnection) for e in client.events())
