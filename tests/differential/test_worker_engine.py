@@ -18,6 +18,9 @@ After every step, with every byte delivered:
 * every call gets at most one outcome, only at the worker that made it, and a
   success carries exactly what the handler answered for that call; when the
   handler answers while both ends stay connected, the caller has it at once;
+  a call from a connected caller without an outcome is running in a live
+  handler (or waits for a half-open ghost): when the engine sees the handler
+  go, the caller hears of it at once, and nothing is ever lost;
 * each connection received every registration exactly once at its greeting
   (after a ``reattach`` first, when there was an earlier connection), plus one
   frame per registration made while it was connected;
@@ -148,6 +151,8 @@ class Call:
         self.link = link  # the caller's socket when it was sent (None: held)
         self.outcomes: list[ev.Event] = []
         self.answered: Optional[tuple[Any, Optional[ErrorBody]]] = None
+        #: the handler's socket it was delivered on, if it was
+        self.handler_link: Optional[Link] = None
 
 
 class Proc:
@@ -251,6 +256,9 @@ class Differential(RuleBasedStateMachine):
                 proc.link.rejected.add(event.rejection.function_id)
             elif isinstance(event, ev.InvocationRequested):
                 proc.requests.append((event, proc.link))
+                delivered = self.calls.get(event.invocation_id or "")
+                if delivered is not None:
+                    delivered.handler_link = proc.link
             elif isinstance(event, (ev.InvocationSucceeded, ev.InvocationFailed)):
                 call = self.calls.get(event.invocation_id)
                 assert call is not None, f"an outcome for a call nobody made: {event!r}"
@@ -416,6 +424,27 @@ class Differential(RuleBasedStateMachine):
     def calls_have_at_most_one_outcome(self) -> None:
         for call in self.calls.values():
             assert len(call.outcomes) <= 1
+
+    @invariant()
+    def calls_in_flight_are_accounted_for(self) -> None:
+        """A call from a live socket with no outcome yet is running somewhere real."""
+        for invocation_id, call in self.calls.items():
+            caller = call.caller
+            if call.outcomes or call.link is None or call.link is not caller.link:
+                continue
+            handler = call.handler_link
+            if handler is not None:
+                # Its handler's connection ended: the engine must have said so.
+                assert handler.worker is None or not handler.worker.cleaned, (
+                    f"{call.token}: the handler is gone and the caller was not told"
+                )
+                continue
+            # Never delivered: the engine still holds it for a handler that is a
+            # half-open ghost (anything else was delivered or refused).
+            pending = self.core.pending.get(invocation_id)
+            assert pending is not None, f"{call.token} was lost"
+            ghosts = [link.worker for p in self.procs for link in p.links if not link.alive]
+            assert any(pending.handler is w for w in ghosts), f"{call.token} is stuck"
 
     @invariant()
     def every_connection_got_each_registration_once(self) -> None:
