@@ -12,6 +12,8 @@ Input layout (so that libFuzzer mutations stay meaningful):
   them.  ``32``: afterwards, run the timers for a while (timeouts, keep-alive,
   reconnects, with a well-behaved engine answering).  ``64``: afterwards,
   reconnect to a well-behaved engine and check the session recovers.
+  ``128``: between reads the app issues commands (invoke, register, unregister,
+  cancel, re-register a trigger type), whatever the state.
 * byte 1: read size (0 = everything at once).
 * the rest: the bytes (or messages).
 
@@ -39,7 +41,9 @@ from iii_protocol import (
     ANNOUNCE_FUNCTION_ID,
     Config,
     Connection,
+    ConnectionFailed,
     ConnectionState,
+    HeldCallsFull,
     HttpInvocationRef,
     InvokeFunction,
     Reattach,
@@ -350,6 +354,31 @@ def _setup(s: _Session, mode: int) -> None:
         assert s.state is ConnectionState.CONNECTED, s.state
 
 
+def _command(s: _Session, i: int) -> None:
+    """One app command, as apps issue them at any time; only documented errors."""
+    conn = s.conn
+    kind = i % 5
+    try:
+        if kind == 0:
+            invocation_id = conn.invoke("g", {"i": i}, now=s.now, timeout=1.0)
+            if invocation_id is not None:
+                s.calls[invocation_id] = 0
+        elif kind == 1:
+            conn.register_function(RegisterFunction(id=f"r{i % 3}"))
+        elif kind == 2:
+            if "r0" in conn.functions:
+                conn.unregister_function("r0")
+        elif kind == 3:
+            pending = [k for k, n in s.calls.items() if n == 0]
+            if pending and conn.cancel(pending[-1]):
+                s.calls[pending[-1]] = 1  # the caller gave up: no event comes
+        else:
+            conn.register_trigger_type(RegisterTriggerType(id="tt", description=f"v{i}"))
+    except (ConnectionFailed, HeldCallsFull):
+        assert s.failed or conn.held_count >= CONFIG.max_held_calls
+    s.step()
+
+
 def TestOneInput(data: bytes) -> None:
     if len(data) < 2:
         return
@@ -368,10 +397,12 @@ def TestOneInput(data: bytes) -> None:
             payload = payload[: head_end + 4] + b"".join(_messages(rest, flags))
     elif flags & 4:
         payload = b"".join(_messages(payload, flags))
-    for chunk in _chunks(payload, size):
+    for i, chunk in enumerate(_chunks(payload, size)):
         s.now += 0.001
         s.conn.receive_data(chunk, s.now)
         s.step()
+        if flags & 128:
+            _command(s, i)
     for request in s.deferred:
         assert request.invocation_id is not None
         sent = s.conn.send_result(request.invocation_id, request.function_id, "late")

@@ -220,6 +220,8 @@ def connection_seeds() -> Iterable[tuple[str, bytes]]:
             yield f"all-m{mode}-f{extra}", bytes([mode | 4 | extra, 0]) + everything
         for name, text in frames.items():
             yield f"{name}-m{mode}", bytes([mode | 4, 0]) + text
+        yield f"all-m{mode}-commands", bytes([mode | 4 | 128, 40]) + everything
+        yield f"all-m{mode}-commands-timers", bytes([mode | 4 | 32 | 64 | 128, 90]) + everything
     yield "all-bytewise", bytes([2 | 4, 1]) + everything
     yield "all-binary", bytes([2 | 4 | 16, 0]) + everything
     yield "greet-then-all", bytes([1 | 4, 3]) + frames["greet"] + SEP + everything
