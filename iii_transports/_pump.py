@@ -169,18 +169,16 @@ class AsyncPump:
 
     async def flush(self) -> None:
         """Write everything the core queued to the current socket."""
-        while True:
-            attempt = self._attempt
-            stream = attempt.stream if attempt is not None else None
-            if attempt is None or stream is None:
-                return
+        while (attempt := self._attempt) is not None and (stream := attempt.stream) is not None:
             async with attempt.lock:
-                if attempt is not self._attempt:
-                    continue  # dropped while we waited: try the current one
-                while data := self.conn.data_to_send():
+                # Re-checked before every take: once the core dropped this
+                # socket, what it queues is for the next one.
+                while attempt is self._attempt:
+                    data = self.conn.data_to_send()
+                    if not data:
+                        return
                     if not await self._send(attempt, stream, data):
                         return
-                return
 
     # -- internals ---------------------------------------------------------------
 
@@ -191,10 +189,11 @@ class AsyncPump:
             if isinstance(event, ev.OpenTransport):
                 self._start_attempt(event)
             elif isinstance(event, ev.CloseTransport):
+                # What the core queued before dropping the socket is its last
+                # words on it (a Close frame); never for the next socket.
+                last_words = conn.data_to_send()
                 if self._attempt is not None:
-                    # What the core queued before dropping the socket is its
-                    # last words on it (a Close frame).
-                    self._retire(self._attempt, conn.data_to_send())
+                    self._retire(self._attempt, last_words)
             else:
                 self._on_event(event)
         if conn.state is ConnectionState.FAILED:
@@ -274,6 +273,8 @@ class AsyncPump:
                             event.host, event.port, context
                         )
                     stream = attempt.stream
+                    if self._attempt is not attempt:
+                        return  # dropped by the core while connecting
                     if stream is None:
                         reason = f"timed out connecting to {event.host}:{event.port}"
                     else:

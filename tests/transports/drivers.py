@@ -103,6 +103,10 @@ class Driver:
     def invoke(self, function_id: str, data: JSON, *, timeout: Optional[float] = None) -> str:
         raise NotImplementedError
 
+    def now(self) -> float:
+        """The adapter's clock (what it passes to the core)."""
+        raise NotImplementedError
+
     def register(self, function_id: str, handler: Handler) -> None:
         raise NotImplementedError
 
@@ -250,6 +254,10 @@ class _AsyncDriver(Driver):
     def invoke(self, function_id: str, data: JSON, *, timeout: Optional[float] = None) -> str:
         return self.portal.call(self._ainvoke, function_id, data, timeout)
 
+    def now(self) -> float:
+        now: float = self.portal.call(self.transport.now)
+        return now
+
     async def _aregister(self, function_id: str) -> None:
         assert self.conn is not None
         self.conn.register_function(RegisterFunction(id=function_id))
@@ -354,6 +362,10 @@ class ThreadDriver(Driver):
         transport.process()
         assert invocation_id is not None
         return invocation_id
+
+    def now(self) -> float:
+        assert self.transport is not None
+        return self.transport.now()
 
     def register(self, function_id: str, handler: Handler) -> None:
         self.handlers[function_id] = handler

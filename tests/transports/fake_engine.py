@@ -127,7 +127,7 @@ class Peer:
                     )
             elif isinstance(event, wse.Ping):
                 self.pings += 1
-                if answer:
+                if answer and self.ws.state is WSState.OPEN:  # not after the client's Close
                     self.send(self.ws.send(event.response()))
             elif isinstance(event, wse.CloseConnection):
                 self.close_code = event.code

@@ -154,6 +154,23 @@ def test_drop_with_calls_in_flight(
         assert len(driver.outcomes_for(invocation_id)) == 1
 
 
+def test_bytes_queued_for_a_dropped_socket_stay_off_the_next(
+    driver: Driver, iii_engine: EngineThread
+) -> None:
+    driver.start(make_config(iii_engine.url))
+    serve_echo(driver, iii_engine)
+    # A command whose bytes are not flushed yet when the socket goes away
+    # (the API layer flushes from a task it schedules).
+    now = driver.now()
+    invocation_id = driver.on_owner(lambda c: c.invoke("echo", "late", now=now, timeout=60.0))
+    assert invocation_id is not None
+    assert iii_engine.drop_all() == 1
+    driver.wait_connected(count=2)
+    assert attempts(driver) == 2  # the first reconnect's upgrade was clean
+    outcome = driver.outcome(invocation_id)
+    assert isinstance(outcome, ev.InvocationFailed) and outcome.error.code == "CONNECTION_LOST"
+
+
 def test_engine_restart_reconnects_and_replays(driver: Driver, iii_engine: EngineThread) -> None:
     driver.start(make_config(iii_engine.url))
     serve_echo(driver, iii_engine)
