@@ -10,6 +10,11 @@ stopped reading cannot stop it from reading (often what the engine waits for)
 or from noticing a dead socket.  What it makes the core queue (pongs, pings,
 answers, the replay) is written by a writer thread.  Both are daemons, so a
 script that forgets to close its worker still exits.
+
+TLS runs in memory (``ssl.SSLObject``) over a plain socket: OpenSSL forbids
+reading and writing one SSL object from two threads at once, and a plain
+socket keeps ``select()`` honest (readable means bytes arrived, not that a
+TLS read will not block).
 """
 
 from __future__ import annotations
@@ -40,10 +45,80 @@ _GRACE = 1.0
 EventHandler = Callable[[ev.Event], None]
 
 
-def _shutdown(sock: socket.socket) -> None:
-    # Wakes any thread blocked on the socket; closing is left to the I/O thread.
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+class _Wire:
+    """One connection: a plain TCP socket, TLS in memory when secure.
+
+    Calls into the SSL object are serialised by a lock held only for
+    in-memory work; socket I/O happens outside it.
+    """
+
+    def __init__(self, sock: socket.socket, tls: Optional[ssl.SSLContext], host: str) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._tls = (
+            None
+            if tls is None
+            else tls.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
+        )
+
+    def handshake(self) -> None:
+        """The TLS handshake, if any; the socket's timeout bounds each read."""
+        while self._tls is not None:
+            try:
+                self._tls.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            self.sock.sendall(self._outgoing.read())
+            if done:
+                return
+            data = self.sock.recv(_READ_SIZE)
+            if not data:
+                raise ConnectionResetError("EOF during the TLS handshake")
+            self._incoming.write(data)
+
+    def has_output(self) -> bool:
+        return self._outgoing.pending > 0  # TLS records a read produced
+
+    def send(self, data: bytes) -> None:
+        if self._tls is not None:
+            with self._lock:
+                if data:
+                    self._tls.write(data)
+                data = self._outgoing.read()
+        view = memoryview(data)
+        for start in range(0, len(view), _CHUNK):
+            self.sock.sendall(view[start : start + _CHUNK])
+
+    def recv(self) -> Optional[bytes]:
+        """Bytes that arrived; b"" at the end; None when TLS had no data yet."""
+        data = self.sock.recv(_READ_SIZE)
+        if self._tls is None:
+            return data
+        plain: list[bytes] = []
+        with self._lock:
+            if data:
+                self._incoming.write(data)
+            else:
+                self._incoming.write_eof()
+            while True:
+                try:
+                    chunk = self._tls.read(_READ_SIZE)
+                except ssl.SSLWantReadError:
+                    break
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    chunk = b""
+                if not chunk:
+                    return b"".join(plain)  # the end (reported again next time)
+                plain.append(chunk)
+        return b"".join(plain) or None
+
+    def shutdown(self) -> None:
+        # Wakes any thread blocked on the socket; closing is left to the I/O thread.
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
 
 
 class ThreadTransport:
@@ -71,8 +146,8 @@ class ThreadTransport:
         self._ssl_context = ssl_context
         self.now = clock
         self._write_lock = threading.Lock()  # one writer at a time, in core order
-        self._sock: Optional[socket.socket] = None  # guarded by ``lock``
-        self._retired: list[socket.socket] = []
+        self._wire: Optional[_Wire] = None  # guarded by ``lock``
+        self._retired: list[_Wire] = []
         self._to_open: Optional[ev.OpenTransport] = None
         self._stopped = threading.Event()
         self._write_wanted = threading.Event()
@@ -129,37 +204,37 @@ class ThreadTransport:
             while True:
                 with self.lock:
                     data = self.conn.data_to_send()
-                    sock = self._sock
-                if not data:
-                    return
-                if sock is None:
+                    wire = self._wire
+                if wire is None or not (data or wire.has_output()):
+                    if not data:
+                        return
                     continue  # queued for a socket that is gone
                 try:
-                    view = memoryview(data)
-                    for start in range(0, len(view), _CHUNK):
-                        sock.sendall(view[start : start + _CHUNK])
+                    wire.send(data)
                 except OSError:
                     # Part of a frame may be out: no more bytes on this socket.
                     # The I/O thread notices the shutdown and reports it.
-                    _shutdown(sock)
+                    wire.shutdown()
 
     def _dispatch(self) -> None:
         """Handle the core's events: socket bookkeeping under the lock, in order."""
-        retired: list[tuple[socket.socket, bytes]] = []
+        retired: list[tuple[_Wire, bytes]] = []
         with self.lock:
             events = list(self.conn.events())
             for event in events:
                 if isinstance(event, ev.OpenTransport):
                     self._to_open = event
-                elif isinstance(event, ev.CloseTransport) and self._sock is not None:
+                elif isinstance(event, ev.CloseTransport):
                     # What the core queued before dropping the socket is its
-                    # last words on it (a Close frame).
-                    retired.append((self._sock, self.conn.data_to_send()))
-                    self._sock = None
+                    # last words on it (a Close frame); never for the next one.
+                    last_words = self.conn.data_to_send()
+                    if self._wire is not None:
+                        retired.append((self._wire, last_words))
+                        self._wire = None
             state = self.conn.state
             timer = self.conn.get_timer()
-        for sock, last_words in retired:
-            self._retire(sock, last_words)
+        for wire, last_words in retired:
+            self._retire(wire, last_words)
         for event in events:
             if not isinstance(event, (ev.OpenTransport, ev.CloseTransport)):
                 self._on_event(event)
@@ -168,20 +243,20 @@ class ThreadTransport:
         elif self._to_open is not None or (timer is not None and timer < self._sleeping_until):
             self._wake()
 
-    def _retire(self, sock: socket.socket, last_words: bytes) -> None:
+    def _retire(self, wire: _Wire, last_words: bytes) -> None:
         # A send in progress gets _GRACE seconds; then it is cut.
         if not self._write_lock.acquire(timeout=_GRACE):
-            _shutdown(sock)
+            wire.shutdown()
             self._write_lock.acquire()
         try:
             if last_words:
                 with contextlib.suppress(OSError):
-                    sock.settimeout(_GRACE)
-                    sock.sendall(last_words)
+                    wire.sock.settimeout(_GRACE)
+                    wire.send(last_words)
         finally:
             self._write_lock.release()
-        _shutdown(sock)
-        self._retired.append(sock)
+        wire.shutdown()
+        self._retired.append(wire)
         self._wake()
 
     # -- the writer thread: what the I/O thread made the core queue ---------------
@@ -207,13 +282,14 @@ class ThreadTransport:
     def _connect(self, event: ev.OpenTransport) -> None:
         try:
             sock = socket.create_connection((event.host, event.port), timeout=event.timeout)
-            if event.secure:
-                context = self._ssl_context or ssl.create_default_context()
-                try:
-                    sock = context.wrap_socket(sock, server_hostname=event.host)
-                except BaseException:
-                    sock.close()
-                    raise
+            context = (self._ssl_context or ssl.create_default_context()) if event.secure else None
+            wire = _Wire(sock, context, event.host)
+            try:
+                wire.handshake()
+            except BaseException:
+                sock.close()
+                raise
+            # Reads wait in select(); the timeout bounds a stuck send.
             sock.settimeout(self.conn.config.idle_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
@@ -224,32 +300,33 @@ class ThreadTransport:
         with self.lock:
             try:
                 self.conn.transport_opened(self.now())
-                self._sock = sock
+                self._wire = wire
             except Exception:  # the core gave up on this socket meanwhile
                 sock.close()
         self._after_io()
 
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, wire: _Wire) -> None:
         try:
-            data = sock.recv(_READ_SIZE)
-            while isinstance(sock, ssl.SSLSocket) and data and sock.pending():
-                data += sock.recv(sock.pending())
+            data = wire.recv()
             reason = "connection closed by the engine"
         except OSError as exc:
             data = b""
             reason = f"{type(exc).__name__}: {exc}"
+        if data is None:
+            self._write_wanted.set()  # TLS may have something to answer
+            return
         with self.lock:
-            if sock is not self._sock:
+            if wire is not self._wire:
                 return  # retired meanwhile
             if data:
                 self.conn.receive_data(data, self.now())
             else:
-                self._sock = None
+                self._wire = None
                 self.conn.transport_closed(self.now(), reason)
                 self.conn.data_to_send()  # what is still queued was for that socket
         if not data:
-            _shutdown(sock)
-            self._retired.append(sock)
+            wire.shutdown()
+            self._retired.append(wire)
         self._after_io()
 
     def _close_retired(self) -> None:
@@ -258,7 +335,7 @@ class ThreadTransport:
             try:
                 retired, self._retired = self._retired, []
                 for old in retired:
-                    old.close()
+                    old.sock.close()
             finally:
                 self._write_lock.release()
 
@@ -272,19 +349,19 @@ class ThreadTransport:
                 self._close_retired()
                 with self.lock:
                     timer = self.conn.get_timer()
-                    sock = self._sock
+                    wire = self._wire
                 self._sleeping_until = float("inf") if timer is None else timer
                 timeout = None if timer is None else max(0.0, timer - self.now())
                 if self._retired:
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
-                readers = [self._wake_r] if sock is None else [self._wake_r, sock]
+                readers = [self._wake_r] if wire is None else [self._wake_r, wire.sock]
                 readable, _, _ = select.select(readers, [], [], timeout)
                 self._sleeping_until = float("-inf")
                 if self._wake_r in readable:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(4096)
-                if sock is not None and sock in readable:
-                    self._read(sock)
+                if wire is not None and wire.sock in readable:
+                    self._read(wire)
                 with self.lock:
                     self.conn.handle_timer(self.now())
                 self._after_io()
@@ -296,9 +373,9 @@ class ThreadTransport:
             if self._writer.is_alive():
                 self._writer.join(2 * _GRACE)
             with self.lock:
-                sock, self._sock = self._sock, None
-            for old in [*self._retired, *([sock] if sock is not None else [])]:
-                old.close()
+                wire, self._wire = self._wire, None
+            for old in [*self._retired, *([wire] if wire is not None else [])]:
+                old.sock.close()
             self._retired.clear()
             self._wake_r.close()
             self._wake_w.close()
