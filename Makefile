@@ -7,7 +7,7 @@ FUZZ_STAMP := $(VENV)/.installed-fuzz
 #: seconds per fuzz target for `make fuzz`
 FUZZ_SECONDS ?= 60
 
-.PHONY: demo test lint typecheck unit fuzz fuzz-smoke clean
+.PHONY: demo test lint typecheck unit fuzz fuzz-smoke bench bench-quick bench-profile clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,19 @@ fuzz-smoke: $(STAMP)
 	$(BIN)/python fuzz/run.py --smoke
 
 test: lint typecheck unit fuzz-smoke
+
+# Benchmarks (never part of `make test`): ours vs the official iii-sdk 0.25.0 (installed
+# into .cache/bench on first use) vs a bare client; writes bench/results/latest.{md,json}.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# cProfile / py-spy / tracemalloc of our hot paths: bench/results/profile.md
+bench-profile: $(STAMP)
+	$(BIN)/python -m bench.profile
 
 clean:
 	rm -rf $(VENV) .cache .coverage fuzz/.work

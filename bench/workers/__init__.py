@@ -1,0 +1,3 @@
+"""The benchmark candidates: our SDK, the official SDK, the floor client."""
+
+from __future__ import annotations
