@@ -13,6 +13,7 @@ Two runtimes carry it:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import math
@@ -23,7 +24,8 @@ import sys
 import threading
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Optional, TypeVar, Union
@@ -33,6 +35,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import attrs
+import sniffio
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
@@ -217,6 +220,39 @@ def _outcome_value(outcome: Outcome, action: object) -> Any:
     return outcome.result
 
 
+class _Gate:
+    """At most ``limit`` handler jobs at once; the rest wait their turn, in order.
+
+    Used from one event loop thread only, so plain counters suffice: no
+    semaphore, no cancel scope, nothing per job but the task itself.
+    """
+
+    __slots__ = ("_start", "limit", "running", "waiting")
+
+    def __init__(self, limit: int, start: Callable[[Callable[[], Coroutine[Any, Any, Any]]], None]):
+        self.limit = max(1, limit)
+        self.running = 0
+        self.waiting: deque[Callable[[], Coroutine[Any, Any, Any]]] = deque()
+        self._start = start
+
+    def submit(self, job: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        if self.running < self.limit:
+            self.running += 1
+            self._start(lambda: self._run(job))
+        else:
+            self.waiting.append(job)
+
+    async def _run(self, job: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        try:
+            await job()
+        finally:
+            if self.waiting:
+                next_job = self.waiting.popleft()
+                self._start(lambda: self._run(next_job))
+            else:
+                self.running -= 1
+
+
 class _Runtime:
     """What a concurrency model must provide to ``III``."""
 
@@ -322,8 +358,9 @@ class III:
             error = event.error
             if error is not None and error.code != "function_not_found":
                 # function_not_found: an engine older than the announce builtin.
-                log.error("engine refused this worker's announce: %s: %s", error.code,
-                          error.message)
+                log.error(
+                    "engine refused this worker's announce: %s: %s", error.code, error.message
+                )
                 if not self._settled.is_set():
                     self._failure = ConnectionFailed(error.code, error.message)
             else:
@@ -857,10 +894,11 @@ class _ThreadRuntime(_Runtime):
         self.waiters: dict[str, Waiter] = {}
         self.limit = max(1, worker._options.max_concurrent_handlers)
         self.executor = ThreadPoolExecutor(self.limit, thread_name_prefix="iii-handler")
-        self._portal: Optional[anyio.from_thread.BlockingPortal] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._portal_thread: Optional[threading.Thread] = None
         self._portal_lock = threading.Lock()
-        self._limiter: Optional[anyio.CapacityLimiter] = None
+        self._gate: Optional[_Gate] = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.transport.start()
@@ -923,48 +961,68 @@ class _ThreadRuntime(_Runtime):
         if waiter is not None:
             waiter.set(outcome)
 
-    def _portal_for_async(self) -> anyio.from_thread.BlockingPortal:
+    def _handler_loop(self) -> tuple[asyncio.AbstractEventLoop, _Gate]:
+        """The event loop async handlers run on: one daemon thread, started on first use."""
         with self._portal_lock:
-            if self._portal is None:
-                ready = threading.Event()
+            if self._loop is None or self._gate is None:
+                loop = asyncio.new_event_loop()
 
-                async def serve() -> None:
-                    async with anyio.from_thread.BlockingPortal() as portal:
-                        self._portal = portal
-                        self._limiter = anyio.CapacityLimiter(self.limit)
-                        ready.set()
-                        await portal.sleep_until_stopped()
+                def start(make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+                    task: asyncio.Task[None] = loop.create_task(make())
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+                self._gate = _Gate(self.limit, start)
+
+                def serve() -> None:
+                    try:
+                        loop.run_forever()
+                        # Let cancelled handlers unwind, then release the loop.
+                        pending = [t for t in self._tasks if not t.done()]
+                        if pending:
+                            loop.run_until_complete(
+                                asyncio.gather(*pending, return_exceptions=True)
+                            )
+                    finally:
+                        loop.close()
 
                 self._portal_thread = threading.Thread(
-                    target=anyio.run, args=(serve,), name="iii-async-handlers", daemon=True
+                    target=serve, name="iii-async-handlers", daemon=True
                 )
                 self._portal_thread.start()
-                ready.wait()
-            assert self._portal is not None
-            return self._portal
+                self._loop = loop
+            return self._loop, self._gate
 
     def spawn(self, job: Callable[[], Any], is_async: bool) -> None:
         if not is_async:
             self.executor.submit(job)
             return
-        portal = self._portal_for_async()
+        loop, gate = self._handler_loop()
+        # No waiting for the task to start: the reader thread moves on at once.
+        loop.call_soon_threadsafe(gate.submit, job)
 
-        async def limited() -> None:
-            assert self._limiter is not None
-            async with self._limiter:
-                await job()
+    def _stop_handler_loop(self) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
 
-        portal.start_task_soon(limited)
+        def stop() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+            loop.call_soon(loop.stop)
+
+        with suppress(RuntimeError):
+            loop.call_soon_threadsafe(stop)
+        thread = self._portal_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
 
     def shutdown(self) -> None:
         grace = self.worker._options.shutdown_grace_ms / 1000
         self.worker._wait_handlers(grace)
         self.transport.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        portal = self._portal
-        if portal is not None:
-            with suppress(RuntimeError):
-                portal.call(portal.stop, True)
+        self._stop_handler_loop()
 
     async def shutdown_async(self) -> None:
         await anyio.to_thread.run_sync(self.shutdown)
@@ -1009,7 +1067,11 @@ class _LoopRuntime(_Runtime):
         self.tg = tg
         self.token = anyio.lowlevel.current_token()
         self.thread = threading.get_ident()
-        self.limiter = anyio.CapacityLimiter(max(1, worker._options.max_concurrent_handlers))
+        self.gate = _Gate(worker._options.max_concurrent_handlers, self._start)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._asyncio_loop: Optional[asyncio.AbstractEventLoop] = None
+        if sniffio.current_async_library() == "asyncio":
+            self._asyncio_loop = asyncio.get_running_loop()
         self.waiters: dict[str, tuple[anyio.Event, list[Outcome]]] = {}
         self._flush_scheduled = False
 
@@ -1062,14 +1124,20 @@ class _LoopRuntime(_Runtime):
             slot[0].set()
 
     def spawn(self, job: Callable[[], Any], is_async: bool) -> None:
-        async def limited() -> None:
-            async with self.limiter:
-                if is_async:
-                    await job()
-                else:
-                    await anyio.to_thread.run_sync(job)
+        if is_async:
+            self.gate.submit(job)
+        else:
+            self.gate.submit(lambda: anyio.to_thread.run_sync(job))
 
-        self.tg.start_soon(limited)
+    def _start(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        if self._asyncio_loop is not None:
+            # asyncio: a bare task is several times cheaper than an anyio task
+            # (no cancel scope); shutdown cancels the ones still running.
+            task = self._asyncio_loop.create_task(make())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self.tg.start_soon(make)
 
     def shutdown(self) -> None:
         if self._on_loop():
@@ -1087,6 +1155,8 @@ class _LoopRuntime(_Runtime):
         with anyio.move_on_after(grace):
             while self.worker._inflight:
                 await anyio.sleep(0.01)
+        for task in list(self._tasks):
+            task.cancel()
         await self.transport.aclose()
         self.tg.cancel_scope.cancel()
 
