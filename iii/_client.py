@@ -430,7 +430,7 @@ class III:
             self._inflight += 1
 
         def prepare() -> tuple[tuple[Any, ...], dict[str, Any]]:
-            data = self._resolve_channels(event.data)
+            data = self._resolve_channels(event.data) if event.may_hold_channel_refs else event.data
             args = (spec.convert_input(data),)
             kwargs = {"metadata": event.metadata} if spec.takes_metadata else {}
             return args, kwargs

@@ -63,6 +63,8 @@ FUNCTION_CONFLICT = "FUNCTION_NAMESPACE_CONFLICT"
 
 _R = TypeVar("_R", f.RegisterFunction, f.RegisterTriggerType, f.RegisterTrigger)
 
+_CHANNEL_KEY = '"channel_id"'
+
 _CLOSE_NORMAL = 1000
 _CLOSE_PROTOCOL_ERROR = 1002
 _CLOSE_TOO_BIG = 1009
@@ -357,7 +359,7 @@ class Connection:
         except RemoteProtocolError as exc:
             self._on_bad_frame(text, exc)
             return
-        self._on_frame(frame, now)
+        self._on_frame(frame, text)
 
     def _on_bad_frame(self, text: str, exc: RemoteProtocolError) -> None:
         self._emit(ev.FrameRejected(error=exc))
@@ -379,11 +381,11 @@ class Connection:
                     )
                 )
 
-    def _on_frame(self, frame: Union[f.Frame, f.UnknownFrame], now: float) -> None:
+    def _on_frame(self, frame: Union[f.Frame, f.UnknownFrame], text: str) -> None:
         if isinstance(frame, f.InvocationResult):
             self._on_result(frame)
         elif isinstance(frame, f.InvokeFunction):
-            self._on_invoke(frame)
+            self._on_invoke(frame, text)
         elif isinstance(frame, f.WorkerRegistered):
             self._on_worker_registered(frame)
         elif isinstance(frame, f.RegisterTrigger):
@@ -520,7 +522,7 @@ class Connection:
                 )
             )
 
-    def _on_invoke(self, frame: f.InvokeFunction) -> None:
+    def _on_invoke(self, frame: f.InvokeFunction, text: str) -> None:
         invocation_id = frame.invocation_id
         function = self._functions.get(frame.function_id)
         if function is None or function.invocation is not None:
@@ -568,6 +570,9 @@ class Connection:
                 traceparent=frame.traceparent,
                 baggage=frame.baggage,
                 caller_worker_id=caller,
+                # A substring search of the text is far cheaper than walking
+                # the decoded payload of every invocation for refs.
+                may_hold_channel_refs=_CHANNEL_KEY in text,
             )
         )
 

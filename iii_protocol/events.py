@@ -98,7 +98,8 @@ class InvocationRequested:
     """Run a local function. Answer with ``send_result`` when ``invocation_id`` is set.
 
     ``data`` has the engine's ``_caller_worker_id`` key removed; it is
-    ``caller_worker_id`` here.
+    ``caller_worker_id`` here.  ``may_hold_channel_refs`` is False when the
+    message text has no ``"channel_id"`` key, so no walk for refs is needed.
     """
 
     invocation_id: Optional[str]
@@ -108,6 +109,8 @@ class InvocationRequested:
     traceparent: Optional[str] = None
     baggage: Optional[str] = None
     caller_worker_id: Optional[str] = None
+    #: False when the payload cannot hold a channel ref (no ``"channel_id"`` key).
+    may_hold_channel_refs: bool = True
 
 
 @final

@@ -352,14 +352,22 @@ def test_confirmed_announce_reports_the_engines_answer(make: MakePair) -> None:
     assert engine.frames[1] == RegisterFunction(id="f")
     pair.new_events()
     # The answer is the engine's acceptance, not a call outcome.
-    engine.send(InvocationResult(invocation_id=first.invocation_id,
-                                 function_id=ANNOUNCE_FUNCTION_ID, result={"success": True}))
+    engine.send(
+        InvocationResult(
+            invocation_id=first.invocation_id,
+            function_id=ANNOUNCE_FUNCTION_ID,
+            result={"success": True},
+        )
+    )
     pair.pump()
     assert pair.new_events() == [Announced(result={"success": True})]
     assert conn.pending_count == 0
     # A second answer with that id is just a stale result now.
-    engine.send(InvocationResult(invocation_id=first.invocation_id,
-                                 function_id=ANNOUNCE_FUNCTION_ID, result=None))
+    engine.send(
+        InvocationResult(
+            invocation_id=first.invocation_id, function_id=ANNOUNCE_FUNCTION_ID, result=None
+        )
+    )
     pair.pump()
     assert pair.new_events() == []
     # Each connection asks again; a refusal carries the error; a drop forgets it.
@@ -368,11 +376,16 @@ def test_confirmed_announce_reports_the_engines_answer(make: MakePair) -> None:
     engine2 = pair.open()
     second = engine2.frames[1]
     assert isinstance(second, InvokeFunction) and second.invocation_id not in (
-        None, first.invocation_id)
+        None,
+        first.invocation_id,
+    )
     pair.new_events()
     forbidden = ErrorBody(code="FORBIDDEN", message="namespace 'x' not allowed")
-    engine2.send(InvocationResult(invocation_id=second.invocation_id,
-                                  function_id=ANNOUNCE_FUNCTION_ID, error=forbidden))
+    engine2.send(
+        InvocationResult(
+            invocation_id=second.invocation_id, function_id=ANNOUNCE_FUNCTION_ID, error=forbidden
+        )
+    )
     pair.pump()
     assert pair.new_events() == [Announced(result=None, error=forbidden)]
     pair.drop()
@@ -386,8 +399,13 @@ def test_confirmed_announce_reports_the_engines_answer(make: MakePair) -> None:
     pair.advance(4.0)
     engine4 = pair.open()
     pair.new_events()
-    engine4.send(InvocationResult(invocation_id=third.invocation_id or "",
-                                  function_id=ANNOUNCE_FUNCTION_ID, result={"success": True}))
+    engine4.send(
+        InvocationResult(
+            invocation_id=third.invocation_id or "",
+            function_id=ANNOUNCE_FUNCTION_ID,
+            result={"success": True},
+        )
+    )
     pair.pump()
     assert pair.new_events() == []
 
@@ -1287,6 +1305,7 @@ def test_inbound_invoke_strips_the_caller_and_is_answered_once(make: MakePair) -
     )
     assert pair.new_events() == [
         InvocationRequested(
+            may_hold_channel_refs=False,
             invocation_id="in-1",
             function_id="math::add",
             data={"a": 2},
@@ -1398,8 +1417,12 @@ def test_invoke_without_an_id_expects_no_reply(make: MakePair) -> None:
     pair.send(InvokeFunction(function_id="f", data={"x": 1}))
     pair.send(InvokeFunction(function_id="f", data={"x": 2}))
     assert pair.new_events() == [
-        InvocationRequested(invocation_id=None, function_id="f", data={"x": 1}),
-        InvocationRequested(invocation_id=None, function_id="f", data={"x": 2}),
+        InvocationRequested(
+            may_hold_channel_refs=False, invocation_id=None, function_id="f", data={"x": 1}
+        ),
+        InvocationRequested(
+            may_hold_channel_refs=False, invocation_id=None, function_id="f", data={"x": 2}
+        ),
     ]
     assert engine.of(InvocationResult) == []
 
@@ -1410,7 +1433,9 @@ def test_duplicate_in_flight_invocation_is_rejected(make: MakePair) -> None:
     pair.send(InvokeFunction(function_id="f", data=1, invocation_id="in-1"))
     pair.send(InvokeFunction(function_id="f", data=2, invocation_id="in-1"))
     events = pair.new_events()
-    assert events[0] == InvocationRequested(invocation_id="in-1", function_id="f", data=1)
+    assert events[0] == InvocationRequested(
+        may_hold_channel_refs=False, invocation_id="in-1", function_id="f", data=1
+    )
     (error,) = rejected(events[1:])
     assert len(events) == 2
     assert error.frame_type == "invokefunction"
@@ -1863,9 +1888,15 @@ def test_the_engine_stream_is_processed_whole() -> None:
         "StateChanged",
     ]
     assert events[5] == InvocationRequested(
-        invocation_id="in-1", function_id="f", data={"é": "ü" * 50}, caller_worker_id="w"
+        may_hold_channel_refs=False,
+        invocation_id="in-1",
+        function_id="f",
+        data={"é": "ü" * 50},
+        caller_worker_id="w",
     )
-    assert events[6] == InvocationRequested(invocation_id=None, function_id="f", data="€€€")
+    assert events[6] == InvocationRequested(
+        may_hold_channel_refs=False, invocation_id=None, function_id="f", data="€€€"
+    )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -1904,3 +1935,13 @@ def test_a_cancelled_held_call_is_not_sent(make: MakePair) -> None:
     engine = pair.open()
     assert [fr.data for fr in engine.frames if isinstance(fr, InvokeFunction)] == [2]
     assert [e for e in pair.new_events() if isinstance(e, InvocationFailed)] == []
+
+
+def test_invocations_say_whether_they_can_hold_channel_refs(make: MakePair) -> None:
+    pair, _ = connected(make)
+    pair.conn.register_function(RegisterFunction(id="f"))
+    ref = {"channel_id": "c", "access_key": "k", "direction": "read"}
+    pair.send(InvokeFunction(function_id="f", data={"in": [ref]}, invocation_id="in-1"))
+    pair.send(InvokeFunction(function_id="f", data={"channel": "id"}, invocation_id="in-2"))
+    events = [e for e in pair.new_events() if isinstance(e, InvocationRequested)]
+    assert [e.may_hold_channel_refs for e in events] == [True, False]

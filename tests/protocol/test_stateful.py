@@ -539,7 +539,11 @@ class ConnectionMachine(RuleBasedStateMachine):
         engine.send(InvokeFunction(function_id=fid, data={"q": iid}, invocation_id=iid))
         new = self.settle()
         if fid in self.functions:
-            assert new == [InvocationRequested(invocation_id=iid, function_id=fid, data={"q": iid})]
+            assert new == [
+                InvocationRequested(
+                    may_hold_channel_refs=False, invocation_id=iid, function_id=fid, data={"q": iid}
+                )
+            ]
             if iid is not None:
                 self.inbound[iid] = (self.engine_index(), fid)
         else:
