@@ -15,7 +15,7 @@ Input layout:
   the rest is a list of messages separated by ``FF FF``, each sent as one
   masked text frame (``4``: binary; ``8``: in three fragments with a ping
   between them); an empty message means "pause 6 s" (grace and ack timers
-  fire).  ``16``: the connection is on an RBAC listener that exposes
+  fire; at most 10 pauses).  ``16``: the connection is on an RBAC listener that exposes
   ``good::*`` (``32``: with ``good::mw`` as its middleware).  ``64``: the
   client stays connected 30 s after its last byte instead of closing.
 * byte 1: read size (0 = everything at once).
@@ -53,6 +53,9 @@ LIMIT = 4096
 SEPARATOR = b"\xff\xff"
 MASK = b"\x00\x00\x00\x00"  # a zero mask keeps the payload readable in the corpus
 MAX_OUTPUT = 8 * 1024 * 1024
+MAX_PAUSES = 10
+#: Virtual seconds one input may take: its pauses, lingering, every engine timer.
+HANG = 3600.0
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1:49134\r\nUpgrade: websocket\r\n"
     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -193,9 +196,12 @@ def _good_worker(core: EngineCore, name: str, functions: tuple[str, ...]) -> tup
 
 def _messages(payload: bytes, flags: int) -> Iterator[Union[bytes, float]]:
     opcode = OP_BINARY if flags & 4 else OP_TEXT
+    pauses = MAX_PAUSES
     for message in payload.split(SEPARATOR):
         if not message:
-            yield 6.0
+            if pauses:  # bounded, or enough pauses would pass for a hang
+                pauses -= 1
+                yield 6.0
         elif flags & 8 and len(message) >= 3:
             third = len(message) // 3
             yield ws_frame(message[:third], opcode=opcode, fin=False, mask=MASK)
@@ -270,7 +276,7 @@ async def _serve(data: bytes) -> None:
         caller, c_transport = _good_worker(core, "good-caller", ())
         tg.start_soon(_provider_loop, core, provider, p_transport)
         stream = MemoryStream(items, linger=30.0 if flags & 64 else 0.0)
-        with anyio.fail_after(3600):
+        with anyio.fail_after(HANG):
             await engine._handle(stream, listener, core)  # type: ignore[arg-type]
         _check_registries(core, {provider.worker_id, caller.worker_id})
         assert not provider.closing and not caller.closing, "a good worker was dropped"
