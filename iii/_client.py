@@ -1072,19 +1072,26 @@ class _LoopRuntime(_Runtime):
         self._asyncio_loop: Optional[asyncio.AbstractEventLoop] = None
         if sniffio.current_async_library() == "asyncio":
             self._asyncio_loop = asyncio.get_running_loop()
-        self.waiters: dict[str, tuple[anyio.Event, list[Outcome]]] = {}
+        # asyncio: a bare future per pending call (a third of an anyio.Event's
+        # memory); trio: an anyio.Event and a one-item list.
+        self.waiters: dict[str, Union[asyncio.Future[Outcome], tuple[anyio.Event, list[Outcome]]]]
+        self.waiters = {}
         self._flush_scheduled = False
 
     def _on_loop(self) -> bool:
         return threading.get_ident() == self.thread
 
+    def _schedule_flush(self) -> None:
+        # One write per loop turn, however many calls and results it queued.
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._start(self._flush)
+
     def command(self, fn: Callable[[Connection, float], T]) -> T:
         if not self._on_loop():
             return anyio.from_thread.run_sync(self.command, fn, token=self.token)
         result = fn(self.conn, self.transport.now())
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.tg.start_soon(self._flush)
+        self._schedule_flush()
         return result
 
     async def _flush(self) -> None:
@@ -1095,19 +1102,25 @@ class _LoopRuntime(_Runtime):
         if not self._on_loop():
             return await anyio.to_thread.run_sync(self.call, kwargs, timeout)
         invocation_id = self.conn.invoke(now=self.transport.now(), **kwargs)
+        self._schedule_flush()
         if invocation_id is None:
-            await self.transport.process()
             return None
-        slot: tuple[anyio.Event, list[Outcome]] = (anyio.Event(), [])
-        self.waiters[invocation_id] = slot
+        loop = self._asyncio_loop
         try:
-            await self.transport.process()
-            await slot[0].wait()
+            if loop is not None:
+                future: asyncio.Future[Outcome] = loop.create_future()
+                self.waiters[invocation_id] = future
+                outcome = await future
+            else:
+                slot: tuple[anyio.Event, list[Outcome]] = (anyio.Event(), [])
+                self.waiters[invocation_id] = slot
+                await slot[0].wait()
+                outcome = slot[1][0]
         except BaseException:
             self.conn.cancel(invocation_id)
             self.waiters.pop(invocation_id, None)
             raise
-        return _outcome_value(slot[1][0], kwargs["action"])
+        return _outcome_value(outcome, kwargs["action"])
 
     def call(self, kwargs: dict[str, Any], timeout: float) -> Any:
         if self._on_loop():
@@ -1118,10 +1131,13 @@ class _LoopRuntime(_Runtime):
         return anyio.from_thread.run(self.call_async, kwargs, timeout, token=self.token)
 
     def complete(self, outcome: Outcome) -> None:
-        slot = self.waiters.pop(outcome.invocation_id, None)
-        if slot is not None:
-            slot[1].append(outcome)
-            slot[0].set()
+        waiter = self.waiters.pop(outcome.invocation_id, None)
+        if isinstance(waiter, asyncio.Future):
+            if not waiter.done():
+                waiter.set_result(outcome)
+        elif waiter is not None:
+            waiter[1].append(outcome)
+            waiter[0].set()
 
     def spawn(self, job: Callable[[], Any], is_async: bool) -> None:
         if is_async:
