@@ -899,6 +899,7 @@ class _ThreadRuntime(_Runtime):
         self._portal_lock = threading.Lock()
         self._gate: Optional[_Gate] = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._process_scheduled = False
 
     def start(self) -> None:
         self.transport.start()
@@ -906,8 +907,19 @@ class _ThreadRuntime(_Runtime):
     def command(self, fn: Callable[[Connection, float], T]) -> T:
         with self.transport.lock:
             result = fn(self.conn, self.transport.now())
-        self.transport.process()
+        loop = self._loop
+        if loop is not None and threading.current_thread() is self._portal_thread:
+            # From an async handler: one write per turn of the handler loop.
+            if not self._process_scheduled:
+                self._process_scheduled = True
+                loop.call_soon(self._process_batched)
+        else:
+            self.transport.process()
         return result
+
+    def _process_batched(self) -> None:
+        self._process_scheduled = False
+        self.transport.process()
 
     def _start_call(
         self, kwargs: dict[str, Any], waiter_factory: Callable[[], Waiter]
