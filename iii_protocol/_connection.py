@@ -645,6 +645,9 @@ class Connection:
             if ws_conn is not None and ws_conn.state is WSState.OPEN:
                 self._out += ws_conn.send(ws.CloseConnection(code=code))
             self._emit(ev.CloseTransport(reason=reason))
+        else:
+            # The socket is already gone: what was queued for it can go nowhere.
+            self._out.clear()
         self._transport_active = False
         self._ws = None
         self._announce_id = None

@@ -1945,3 +1945,17 @@ def test_invocations_say_whether_they_can_hold_channel_refs(make: MakePair) -> N
     pair.send(InvokeFunction(function_id="f", data={"channel": "id"}, invocation_id="in-2"))
     events = [e for e in pair.new_events() if isinstance(e, InvocationRequested)]
     assert [e.may_hold_channel_refs for e in events] == [True, False]
+
+
+def test_bytes_queued_for_a_socket_that_closed_itself_are_discarded(make: MakePair) -> None:
+    pair, _ = connected(make)
+    conn = pair.conn
+    conn.invoke("f", 1, now=0.0)  # queued, not yet taken by the transport
+    conn.transport_closed(0.0, "reset")
+    assert conn.data_to_send() == b""
+    # A socket the core drops itself keeps its last words (the Close frame).
+    pair.advance(1.0)
+    engine = pair.open()
+    conn.close()
+    assert conn.data_to_send() != b""
+    assert engine is not None
