@@ -760,9 +760,16 @@ class III:
 
     async def trigger_async(self, request: Union[dict[str, Any], TriggerRequest]) -> Any:
         """``trigger`` for asyncio and trio callers."""
+        # No local keeps the call's arguments alive while it waits: with
+        # thousands pending, that dict is a good part of each one's memory.
+        return await self._rt.call_async(*self._checked_args(request))
+
+    def _checked_args(
+        self, request: Union[dict[str, Any], TriggerRequest]
+    ) -> tuple[dict[str, Any], float]:
         kwargs, timeout = self._invoke_args(request)
         self._check_open(kwargs["function_id"])
-        return await self._rt.call_async(kwargs, timeout)
+        return kwargs, timeout
 
     # -- engine listings ---------------------------------------------------------
 
@@ -1117,6 +1124,8 @@ class _LoopRuntime(_Runtime):
         self._schedule_flush()
         if invocation_id is None:
             return None
+        action = kwargs["action"]
+        del kwargs
         loop = self._asyncio_loop
         try:
             if loop is not None:
@@ -1132,7 +1141,7 @@ class _LoopRuntime(_Runtime):
             self.conn.cancel(invocation_id)
             self.waiters.pop(invocation_id, None)
             raise
-        return _outcome_value(outcome, kwargs["action"])
+        return _outcome_value(outcome, action)
 
     def call(self, kwargs: dict[str, Any], timeout: float) -> Any:
         if self._on_loop():
