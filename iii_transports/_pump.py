@@ -41,6 +41,7 @@ class Stream(Protocol):
     async def send(self, data: bytes) -> None: ...
     async def receive(self) -> bytes: ...  # b"" at end of stream
     async def aclose(self) -> None: ...
+    async def aclose_forcefully(self) -> None: ...  # at once, even when cancelled
 
 
 class CancelScope(Protocol):
@@ -82,8 +83,6 @@ class Backend(Protocol):
     async def connect(
         self, host: str, port: int, ssl_context: Optional[ssl.SSLContext]
     ) -> Stream: ...
-    async def aclose_forcefully(self, stream: Stream) -> None:
-        """Close at once, even in a cancelled scope; idempotent."""
 
 
 class _Attempt:
@@ -291,7 +290,7 @@ class AsyncPump:
             if attempt.stream is not None:
                 with self._backend.cancel_scope(self.now() + 2 * _GRACE, shield=True):
                     await self._goodbye(attempt, attempt.stream)
-                await self._backend.aclose_forcefully(attempt.stream)
+                await attempt.stream.aclose_forcefully()
 
     async def _goodbye(self, attempt: _Attempt, stream: Stream) -> None:
         async with attempt.lock:  # after a send in progress (cut after _GRACE)

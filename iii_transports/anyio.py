@@ -65,10 +65,6 @@ class _AnyioBackend:
     def lock(self) -> AsyncLock:
         return cast(AsyncLock, anyio.Lock())
 
-    async def aclose_forcefully(self, stream: Stream) -> None:
-        assert isinstance(stream, _AnyioStream)
-        await stream.aclose_forcefully()
-
     async def connect(self, host: str, port: int, ssl_context: Optional[ssl.SSLContext]) -> Stream:
         if ssl_context is None:
             return _AnyioStream(await anyio.connect_tcp(host, port))

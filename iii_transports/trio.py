@@ -60,10 +60,6 @@ class _TrioBackend:
     def lock(self) -> AsyncLock:
         return cast(AsyncLock, trio.Lock())
 
-    async def aclose_forcefully(self, stream: Stream) -> None:
-        assert isinstance(stream, _TrioStream)
-        await stream.aclose_forcefully()
-
     async def connect(self, host: str, port: int, ssl_context: Optional[ssl.SSLContext]) -> Stream:
         tcp = await trio.open_tcp_stream(host, port)
         if ssl_context is None:
