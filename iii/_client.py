@@ -630,17 +630,13 @@ class III:
             raise
 
         def unregister() -> None:
-            if (
-                self._handlers.pop(function_id, None) is not None
-                or function_id in self._conn.functions
-            ):
-                self._rt.command(
-                    lambda conn, now: (
-                        conn.unregister_function(function_id)
-                        if function_id in conn.functions
-                        else None
-                    )
+            # Idempotent: the registry check runs under the core's lock.
+            self._handlers.pop(function_id, None)
+            self._rt.command(
+                lambda conn, now: (
+                    conn.unregister_function(function_id) if function_id in conn.functions else None
                 )
+            )
 
         return FunctionRef(id=function_id, unregister_fn=unregister)
 
@@ -902,8 +898,8 @@ class _ThreadRuntime(_Runtime):
         self.limit = max(1, worker._options.max_concurrent_handlers)
         self.executor = ThreadPoolExecutor(self.limit, thread_name_prefix="iii-handler")
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._portal_thread: Optional[threading.Thread] = None
-        self._portal_lock = threading.Lock()
+        self._handler_thread: Optional[threading.Thread] = None
+        self._handler_lock = threading.Lock()
         self._gate: Optional[_Gate] = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._process_scheduled = False
@@ -915,7 +911,7 @@ class _ThreadRuntime(_Runtime):
         with self.transport.lock:
             result = fn(self.conn, self.transport.now())
         loop = self._loop
-        if loop is not None and threading.current_thread() is self._portal_thread:
+        if loop is not None and threading.current_thread() is self._handler_thread:
             # From an async handler: one write per turn of the handler loop.
             if not self._process_scheduled:
                 self._process_scheduled = True
@@ -946,7 +942,7 @@ class _ThreadRuntime(_Runtime):
             self.waiters.pop(invocation_id, None)
 
     def call(self, kwargs: dict[str, Any], timeout: float) -> Any:
-        if self._portal_thread is not None and threading.current_thread() is self._portal_thread:
+        if self._handler_thread is not None and threading.current_thread() is self._handler_thread:
             raise IIIUsageError(
                 "trigger() inside an async handler would block this worker's handler loop; "
                 "use 'await trigger_async(...)'"
@@ -982,7 +978,7 @@ class _ThreadRuntime(_Runtime):
 
     def _handler_loop(self) -> tuple[asyncio.AbstractEventLoop, _Gate]:
         """The event loop async handlers run on: one daemon thread, started on first use."""
-        with self._portal_lock:
+        with self._handler_lock:
             if self._loop is None or self._gate is None:
                 loop = asyncio.new_event_loop()
 
@@ -1005,10 +1001,10 @@ class _ThreadRuntime(_Runtime):
                     finally:
                         loop.close()
 
-                self._portal_thread = threading.Thread(
+                self._handler_thread = threading.Thread(
                     target=serve, name="iii-async-handlers", daemon=True
                 )
-                self._portal_thread.start()
+                self._handler_thread.start()
                 self._loop = loop
             return self._loop, self._gate
 
@@ -1032,7 +1028,7 @@ class _ThreadRuntime(_Runtime):
 
         with suppress(RuntimeError):
             loop.call_soon_threadsafe(stop)
-        thread = self._portal_thread
+        thread = self._handler_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(5)
 
