@@ -48,7 +48,8 @@ _converter.register_structure_hook(str, _strict(str))
 _converter.register_structure_hook(int, _strict(int))
 _converter.register_structure_hook(bool, _strict(bool))
 _converter.register_structure_hook(float, _strict(float, allow_int=True))
-_converter.register_structure_hook(Any, lambda value, _: value)
+# A predicate hook: functools.singledispatch on 3.10 refuses ``typing.Any``.
+_converter.register_structure_hook_func(lambda tp: tp is Any, lambda value, _: value)
 
 
 def _is_struct(tp: object) -> bool:
