@@ -4,7 +4,8 @@ Use them to test *your* engine or client against the protocol: valid frames of
 every type, their JSON text, and hostile input (truncated, oversized, invalid
 UTF-8, wrong types, unknown types, fragmented WebSocket messages with control
 frames in between, broken WebSocket framing).  They need ``hypothesis``
-(``pip install 'iii-sdk[test]'``); ``import iii_protocol`` does not import it.
+(``pip install 'iii-sdk[hypothesis]'``; importing this module without it raises
+``ModuleNotFoundError`` saying so); ``import iii_protocol`` does not import it.
 
 Three layers, each built on the one before:
 
@@ -46,7 +47,15 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+except ModuleNotFoundError as exc:  # hypothesis is an extra: say which one
+    if exc.name is None or exc.name.partition(".")[0] != "hypothesis":
+        raise
+    raise ModuleNotFoundError(
+        "iii_protocol.strategies needs hypothesis: pip install 'iii-sdk[hypothesis]'",
+        name="hypothesis",
+    ) from exc
 
 from ._codec import encode_frame, to_json_value
 from ._frames import (
