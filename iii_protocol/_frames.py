@@ -78,6 +78,7 @@ class TriggerActionEnqueue:
     queue: str
 
 
+#: What the engine does with a call instead of returning its result.
 TriggerAction = Union[TriggerActionVoid, TriggerActionEnqueue]
 
 
@@ -109,6 +110,7 @@ class HttpAuthApiKey:
     value_key: str
 
 
+#: How the engine authenticates its calls to an HTTP-invoked function.
 HttpAuth = Union[HttpAuthBearer, HttpAuthHmac, HttpAuthApiKey]
 
 
@@ -195,6 +197,8 @@ class RegisterFunction:
 @final
 @attrs.frozen(kw_only=True)
 class UnregisterFunction:
+    """W→E: withdraw a function this connection registered."""
+
     TYPE: ClassVar[str] = "unregisterfunction"
     id: str
 
@@ -243,6 +247,8 @@ class RegisterTrigger:
 @final
 @attrs.frozen(kw_only=True)
 class UnregisterTrigger:
+    """Both ways: remove a binding (W→E), or tell its provider to drop it (E→W)."""
+
     TYPE: ClassVar[str] = "unregistertrigger"
     id: str
     trigger_type: Optional[str] = None
@@ -312,12 +318,16 @@ class RegisterService:
 @final
 @attrs.frozen(kw_only=True)
 class Ping:
+    """The protocol-level liveness probe; the engine answers ``pong``."""
+
     TYPE: ClassVar[str] = "ping"
 
 
 @final
 @attrs.frozen(kw_only=True)
 class Pong:
+    """The answer to ``ping``."""
+
     TYPE: ClassVar[str] = "pong"
 
 
@@ -349,6 +359,7 @@ class UnknownFrame:
     raw: JSONObject
 
 
+#: Every frame this library encodes and decodes.
 Frame = Union[
     WorkerRegistered,
     RegistrationRejected,
@@ -368,6 +379,7 @@ Frame = Union[
     ErrorFrame,
 ]
 
+#: The frame classes, one per known ``type``.
 KNOWN_FRAMES: tuple[type[Frame], ...] = (
     WorkerRegistered,
     RegistrationRejected,

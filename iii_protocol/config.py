@@ -11,6 +11,7 @@ from ._json import JSONObject
 
 __all__ = ["Config", "ReconnectPolicy", "EngineAddress", "parse_engine_url", "DEFAULT_ENGINE_URL"]
 
+#: Where a worker connects when neither an address nor ``III_URL`` is given.
 DEFAULT_ENGINE_URL = "ws://127.0.0.1:49134"
 MiB = 1024 * 1024
 

@@ -209,17 +209,21 @@ json_objects: st.SearchStrategy[dict[str, JSON]] = st.dictionaries(
 
 # -- nested values -----------------------------------------------------------------
 
+#: Error objects (``code``, ``message``, optional ``stacktrace``).
 error_bodies: st.SearchStrategy[ErrorBody] = st.builds(
     ErrorBody, code=texts, message=texts, stacktrace=_opt_texts
 )
+#: ``void`` and ``enqueue`` call actions.
 trigger_actions: st.SearchStrategy[Union[TriggerActionVoid, TriggerActionEnqueue]] = st.builds(
     TriggerActionVoid
 ) | st.builds(TriggerActionEnqueue, queue=texts)
+#: The auth descriptions of an HTTP-invoked function.
 http_auths: st.SearchStrategy[Union[HttpAuthBearer, HttpAuthHmac, HttpAuthApiKey]] = (
     st.builds(HttpAuthBearer, token_key=texts)
     | st.builds(HttpAuthHmac, secret_key=texts)
     | st.builds(HttpAuthApiKey, header=texts, value_key=texts)
 )
+#: HTTP-invoked function descriptions (``registerfunction.invocation``).
 http_invocations: st.SearchStrategy[HttpInvocationRef] = st.builds(
     HttpInvocationRef,
     url=texts,
@@ -249,6 +253,7 @@ formats: st.SearchStrategy[RegisterFunctionFormat] = st.recursive(
     ),
     max_leaves=6,
 )
+#: Channel refs of either direction.
 stream_refs: st.SearchStrategy[StreamChannelRef] = st.builds(
     StreamChannelRef,
     channel_id=texts,
@@ -546,11 +551,18 @@ def _splice(data: bytes, insert: bytes, at: int) -> bytes:
 
 # -- WebSocket framing (RFC 6455) --------------------------------------------------
 
+# WebSocket opcodes (RFC 6455 section 5.2), for ``ws_frame``.
+#: Opcode of a continuation frame.
 OP_CONTINUATION = 0x0
+#: Opcode of a text frame.
 OP_TEXT = 0x1
+#: Opcode of a binary frame.
 OP_BINARY = 0x2
+#: Opcode of a Close frame.
 OP_CLOSE = 0x8
+#: Opcode of a Ping frame.
 OP_PING = 0x9
+#: Opcode of a Pong frame.
 OP_PONG = 0xA
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -80,6 +80,7 @@ class _TrioBackend:
         return _TrioStream(tls)
 
 
+#: trio's primitives for the shared async pump.
 trio_backend = _TrioBackend()
 
 
