@@ -243,7 +243,8 @@ def test_handler_lost_mid_call_is_invocation_stopped(
     pending = b.send("trigger", function_id="slow::fn", payload={})
     a.wait_event("sleeping")
     engine.drop(a.info["worker_id"])
-    out = b.answer(pending, timeout=5)
+    # The code, not the wait, tells invocation_stopped from the SDK's 30 s TIMEOUT.
+    out = b.answer(pending, timeout=60)
     assert not out["ok"]
     assert out["error"]["code"] == "invocation_stopped"
     expected = "Invocation stopped"
