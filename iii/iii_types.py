@@ -130,7 +130,7 @@ class TriggerConfig(Generic[C]):
 
 @attrs.frozen(kw_only=True)
 class HttpInvocationConfig:
-    """Register a function the engine invokes over HTTP (PROTOCOL.md section 6.3)."""
+    """Register a function the engine invokes over HTTP (docs/protocol.md#http-functions)."""
 
     url: str
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"

@@ -1,4 +1,4 @@
-"""Wire frames of the iii worker protocol (PROTOCOL.md section 2).
+"""Wire frames of the iii worker protocol (docs/protocol.md#frames).
 
 One attrs class per message ``type``; the tag is the ``TYPE`` class variable.
 Optional fields default to ``None`` and are omitted from the JSON when unset;
@@ -117,7 +117,7 @@ HttpAuth = Union[HttpAuthBearer, HttpAuthHmac, HttpAuthApiKey]
 @final
 @attrs.frozen(kw_only=True)
 class HttpInvocationRef:
-    """Where the engine sends an HTTP-invoked function's calls (section 6.3).
+    """Where the engine sends an HTTP-invoked function's calls (docs/protocol.md#http-functions).
 
     ``method`` and ``headers`` are omitted when unset: the engine rejects ``null``.
     """
@@ -132,7 +132,7 @@ class HttpInvocationRef:
 @final
 @attrs.frozen(kw_only=True)
 class RegisterFunctionFormat:
-    """A structured request/response description, sent as its own tree (section 6.2)."""
+    """A structured request/response description, sent as a tree (docs/protocol.md#formats)."""
 
     type: str
     name: Optional[str] = None
@@ -145,7 +145,7 @@ class RegisterFunctionFormat:
 @final
 @attrs.frozen(kw_only=True)
 class StreamChannelRef:
-    """One end of a data channel (section 9.1)."""
+    """One end of a data channel (docs/protocol.md#channel-refs)."""
 
     channel_id: str
     access_key: str

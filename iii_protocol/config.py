@@ -23,7 +23,7 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> Non
 
 @attrs.frozen(kw_only=True)
 class ReconnectPolicy:
-    """Exponential backoff with jitter (PROTOCOL.md section 4.5).
+    """Exponential backoff with jitter (docs/protocol.md#reconnect).
 
     The delay before retry ``n`` (0-based) is ``c + c * jitter * u`` with
     ``c = min(initial_delay * multiplier**n, max_delay)`` and ``u`` drawn

@@ -143,7 +143,7 @@ AnyFrame = Union[Frame, UnknownFrame]
 #: The ``type`` tag of every frame class this library knows.
 KNOWN_TYPES: frozenset[str] = frozenset(cls.TYPE for cls in KNOWN_FRAMES)
 
-#: Frames an engine sends a worker (PROTOCOL.md section 2).
+#: Frames an engine sends a worker (docs/protocol.md#frames).
 ENGINE_TO_WORKER: tuple[type[Any], ...] = (
     WorkerRegistered,
     RegistrationRejected,
@@ -157,7 +157,7 @@ ENGINE_TO_WORKER: tuple[type[Any], ...] = (
     ErrorFrame,
 )
 
-#: Frames a worker sends an engine (PROTOCOL.md section 2).
+#: Frames a worker sends an engine (docs/protocol.md#frames).
 WORKER_TO_ENGINE: tuple[type[Any], ...] = (
     RegisterFunction,
     UnregisterFunction,

@@ -293,7 +293,7 @@ class PeerAgent:
 class TcpProxy:
     """A TCP relay in front of the engine that can cut its clients off while the
     engine's side of each connection stays open: the engine keeps a half-open
-    "ghost" of every cut worker (the case ``reattach`` exists for, PROTOCOL 4.5).
+    "ghost" of every cut worker (the case ``reattach`` exists for, docs/protocol.md#reconnect).
     """
 
     def __init__(self, upstream_url: str) -> None:

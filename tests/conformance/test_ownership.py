@@ -1,4 +1,4 @@
-"""Ownership and namespaces with official workers (PROTOCOL.md 4.3, 4.6, 6.1, 5.6).
+"""Ownership and namespaces with official workers (docs/protocol.md#ownership).
 
 * One live worker per (namespace, name): a second gets WORKER_NAMESPACE_CONFLICT.
 * First live owner of a function id keeps it: a second gets FUNCTION_NAMESPACE_CONFLICT.

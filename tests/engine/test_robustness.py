@@ -1,4 +1,4 @@
-"""Bad input never takes the engine (or other workers) down (sections 1.3, 1.4)."""
+"""Bad input never takes the engine (or other workers) down (docs/protocol.md#json)."""
 
 from __future__ import annotations
 
