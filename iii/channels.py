@@ -1,4 +1,4 @@
-"""Data channels: byte/text streams between workers, through the engine (PROTOCOL.md section 9).
+"""Data channels: byte/text streams between workers, through the engine (docs/protocol.md#channels).
 
 A channel is a bounded queue inside the engine with one writer socket and one
 reader socket.  ``create_channel(worker)`` asks the engine for one and returns
@@ -380,7 +380,7 @@ def _op_close(wire: _Wire, code: int, reason: str) -> Op[None]:
 def _channel_address(
     engine_url: str, channel_id: str, access_key: str, direction: str
 ) -> EngineAddress:
-    """``<engine base>/ws/channels/<id>?<original query>&key=<key>&dir=<dir>`` (section 9.2).
+    """``<base>/ws/channels/<id>?<query>&key=<key>&dir=<dir>`` (docs/protocol.md#channel-sockets).
 
     The query of the engine URL is kept and its path is dropped except for a
     prefix (``ws://proxy/iii/?t=1`` -> ``/iii/ws/channels/...?t=1&key=...``),
@@ -1163,7 +1163,7 @@ def resolve_channel_refs(
     """Replace every channel ref inside ``data`` by a ``ChannelReader``/``ChannelWriter``.
 
     A ref is an object with string ``channel_id`` and ``access_key`` and a
-    ``direction`` of ``read`` or ``write`` (section 9.1); dicts, lists and
+    ``direction`` of ``read`` or ``write`` (docs/protocol.md#channel-refs); dicts, lists and
     tuples are walked.  Containers holding a ref are copied; everything else
     is returned as is (``data`` itself when there is no ref).
     """

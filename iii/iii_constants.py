@@ -9,6 +9,7 @@ from iii_protocol import DEFAULT_ENGINE_URL, RegisterFunctionFormat
 
 __all__ = ["DEFAULT_ENGINE_URL", "IIIConnectionState", "MessageType", "RegisterFunctionFormat"]
 
+#: The states of a worker's connection (``III.get_connection_state()``).
 IIIConnectionState = Literal["disconnected", "connecting", "connected", "reconnecting", "failed"]
 
 

@@ -47,6 +47,7 @@ __all__ = [
 
 C = TypeVar("C")
 
+#: How the engine authenticates its HTTP calls to an HTTP-invoked function.
 HttpAuthConfig = Union[HttpAuthHmac, HttpAuthBearer, HttpAuthApiKey]
 
 
@@ -106,6 +107,8 @@ class RegisterTriggerInput:
 
 @attrs.frozen(kw_only=True)
 class RegisterTriggerTypeInput:
+    """A trigger type this worker provides (``register_trigger_type``)."""
+
     id: str
     description: str = ""
     trigger_request_format: Any = None
@@ -127,7 +130,7 @@ class TriggerConfig(Generic[C]):
 
 @attrs.frozen(kw_only=True)
 class HttpInvocationConfig:
-    """Register a function the engine invokes over HTTP (PROTOCOL.md section 6.3)."""
+    """Register a function the engine invokes over HTTP (docs/protocol.md#http-functions)."""
 
     url: str
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
@@ -144,6 +147,7 @@ class FunctionRef:
     _unregister: Callable[[], None] = attrs.field(repr=False, alias="unregister_fn")
 
     def unregister(self) -> None:
+        """Withdraw the function from the engine; it is not replayed on reconnect."""
         self._unregister()
 
 
@@ -155,11 +159,14 @@ class Trigger:
     _unregister: Callable[[], None] = attrs.field(repr=False, alias="unregister_fn")
 
     def unregister(self) -> None:
+        """Remove the binding from the engine; it is not replayed on reconnect."""
         self._unregister()
 
 
 @attrs.frozen(kw_only=True)
 class FunctionInfo:
+    """A function the engine knows, as ``list_functions()`` reports it."""
+
     function_id: str
     description: Optional[str] = None
     request_format: Any = None
@@ -171,6 +178,8 @@ class FunctionInfo:
 
 @attrs.frozen(kw_only=True)
 class TriggerInfo:
+    """A binding the engine knows, as ``list_triggers()`` reports it."""
+
     id: str
     trigger_type: str
     function_id: str
@@ -181,6 +190,8 @@ class TriggerInfo:
 
 @attrs.frozen(kw_only=True)
 class WorkerInfo:
+    """A connected worker, as ``list_workers()`` reports it."""
+
     id: str
     name: Optional[str] = None
     description: Optional[str] = None

@@ -46,15 +46,19 @@ class Logger:
         self._logger.log(level, "%s%s", message, suffix, extra=extra, stacklevel=3)
 
     def debug(self, message: str, data: Optional[dict[str, Any]] = None) -> None:
+        """Log ``message`` at DEBUG, with ``data`` attached to the record."""
         self._log(logging.DEBUG, message, data)
 
     def info(self, message: str, data: Optional[dict[str, Any]] = None) -> None:
+        """Log ``message`` at INFO, with ``data`` attached to the record."""
         self._log(logging.INFO, message, data)
 
     def warn(self, message: str, data: Optional[dict[str, Any]] = None) -> None:
+        """Log ``message`` at WARNING, with ``data`` attached to the record (alias ``warning``)."""
         self._log(logging.WARNING, message, data)
 
     warning = warn
 
     def error(self, message: str, data: Optional[dict[str, Any]] = None) -> None:
+        """Log ``message`` at ERROR, with ``data`` attached to the record."""
         self._log(logging.ERROR, message, data)

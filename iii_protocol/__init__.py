@@ -56,7 +56,6 @@ from .errors import (
     ProtocolError,
     RemoteProtocolError,
     TransportError,
-    TransportTimeout,
 )
 
 __all__ = [
@@ -105,7 +104,6 @@ __all__ = [
     "RemoteProtocolError",
     "StreamChannelRef",
     "TransportError",
-    "TransportTimeout",
     "TriggerAction",
     "TriggerActionEnqueue",
     "TriggerActionVoid",

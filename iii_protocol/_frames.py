@@ -1,4 +1,4 @@
-"""Wire frames of the iii worker protocol (PROTOCOL.md section 2).
+"""Wire frames of the iii worker protocol (docs/protocol.md#frames).
 
 One attrs class per message ``type``; the tag is the ``TYPE`` class variable.
 Optional fields default to ``None`` and are omitted from the JSON when unset;
@@ -78,6 +78,7 @@ class TriggerActionEnqueue:
     queue: str
 
 
+#: What the engine does with a call instead of returning its result.
 TriggerAction = Union[TriggerActionVoid, TriggerActionEnqueue]
 
 
@@ -109,13 +110,14 @@ class HttpAuthApiKey:
     value_key: str
 
 
+#: How the engine authenticates its calls to an HTTP-invoked function.
 HttpAuth = Union[HttpAuthBearer, HttpAuthHmac, HttpAuthApiKey]
 
 
 @final
 @attrs.frozen(kw_only=True)
 class HttpInvocationRef:
-    """Where the engine sends an HTTP-invoked function's calls (section 6.3).
+    """Where the engine sends an HTTP-invoked function's calls (docs/protocol.md#http-functions).
 
     ``method`` and ``headers`` are omitted when unset: the engine rejects ``null``.
     """
@@ -130,7 +132,7 @@ class HttpInvocationRef:
 @final
 @attrs.frozen(kw_only=True)
 class RegisterFunctionFormat:
-    """A structured request/response description, sent as its own tree (section 6.2)."""
+    """A structured request/response description, sent as a tree (docs/protocol.md#formats)."""
 
     type: str
     name: Optional[str] = None
@@ -143,7 +145,7 @@ class RegisterFunctionFormat:
 @final
 @attrs.frozen(kw_only=True)
 class StreamChannelRef:
-    """One end of a data channel (section 9.1)."""
+    """One end of a data channel (docs/protocol.md#channel-refs)."""
 
     channel_id: str
     access_key: str
@@ -195,6 +197,8 @@ class RegisterFunction:
 @final
 @attrs.frozen(kw_only=True)
 class UnregisterFunction:
+    """W→E: withdraw a function this connection registered."""
+
     TYPE: ClassVar[str] = "unregisterfunction"
     id: str
 
@@ -243,6 +247,8 @@ class RegisterTrigger:
 @final
 @attrs.frozen(kw_only=True)
 class UnregisterTrigger:
+    """Both ways: remove a binding (W→E), or tell its provider to drop it (E→W)."""
+
     TYPE: ClassVar[str] = "unregistertrigger"
     id: str
     trigger_type: Optional[str] = None
@@ -312,12 +318,16 @@ class RegisterService:
 @final
 @attrs.frozen(kw_only=True)
 class Ping:
+    """The protocol-level liveness probe; the engine answers ``pong``."""
+
     TYPE: ClassVar[str] = "ping"
 
 
 @final
 @attrs.frozen(kw_only=True)
 class Pong:
+    """The answer to ``ping``."""
+
     TYPE: ClassVar[str] = "pong"
 
 
@@ -349,6 +359,7 @@ class UnknownFrame:
     raw: JSONObject
 
 
+#: Every frame this library encodes and decodes.
 Frame = Union[
     WorkerRegistered,
     RegistrationRejected,
@@ -368,6 +379,7 @@ Frame = Union[
     ErrorFrame,
 ]
 
+#: The frame classes, one per known ``type``.
 KNOWN_FRAMES: tuple[type[Frame], ...] = (
     WorkerRegistered,
     RegistrationRejected,

@@ -19,6 +19,7 @@ __all__ = ["JSON", "JSONObject", "dumps", "loads", "NotJSONError"]
 
 #: Any JSON value as Python builds it from a document.
 JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]
+#: A JSON object.
 JSONObject = dict[str, JSON]
 
 _NULL = b"null"

@@ -21,7 +21,6 @@ __all__ = [
     "HeldCallsFull",
     "TransportError",
     "ConnectError",
-    "TransportTimeout",
     "ConnectionClosed",
     "ConnectionFailed",
 ]
@@ -167,15 +166,11 @@ class HeldCallsFull(InvocationError, LocalProtocolError):
 
 
 class TransportError(IIIError):
-    """The socket failed (raised by transports only)."""
+    """Base class of socket failures raised by the transports (``ConnectError``)."""
 
 
 class ConnectError(TransportError):
     """Could not open the connection to the engine."""
-
-
-class TransportTimeout(TransportError):
-    """A socket operation took longer than allowed."""
 
 
 class ConnectionClosed(IIIError):

@@ -64,6 +64,8 @@ class CloseTransport:
 @final
 @attrs.frozen(kw_only=True)
 class StateChanged:
+    """The connection moved from state ``old`` to state ``new``."""
+
     old: ConnectionState
     new: ConnectionState
 
@@ -116,6 +118,8 @@ class InvocationRequested:
 @final
 @attrs.frozen(kw_only=True)
 class InvocationSucceeded:
+    """A call this worker made returned ``result``."""
+
     invocation_id: str
     function_id: str
     result: JSON
@@ -150,6 +154,8 @@ class TriggerRegistrationRequested:
 @final
 @attrs.frozen(kw_only=True)
 class TriggerUnregistrationRequested:
+    """The engine tells this provider to drop binding ``id``."""
+
     id: str
     trigger_type: Optional[str]
 
@@ -213,6 +219,7 @@ class ConnectionFailedEvent:
     rejection: Optional[RegistrationRejected] = None
 
 
+#: Everything ``Connection.events()`` can yield.
 Event = Union[
     OpenTransport,
     CloseTransport,

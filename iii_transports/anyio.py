@@ -79,6 +79,7 @@ class _AnyioBackend:
         return _AnyioStream(stream)
 
 
+#: anyio's primitives for the shared async pump.
 anyio_backend = _AnyioBackend()
 
 

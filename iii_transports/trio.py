@@ -7,7 +7,14 @@ import ssl
 from contextlib import AbstractAsyncContextManager
 from typing import Optional, cast
 
-import trio
+try:
+    import trio
+except ModuleNotFoundError as exc:  # trio is an extra: say which one
+    if exc.name != "trio":
+        raise
+    raise ModuleNotFoundError(
+        "iii_transports.trio needs trio: pip install 'iii-sdk[trio]'", name="trio"
+    ) from exc
 
 from iii_protocol import Connection
 
@@ -73,6 +80,7 @@ class _TrioBackend:
         return _TrioStream(tls)
 
 
+#: trio's primitives for the shared async pump.
 trio_backend = _TrioBackend()
 
 

@@ -1,6 +1,6 @@
 """An in-process reference iii engine for tests and local development.
 
-It speaks the whole worker protocol of PROTOCOL.md (sections 4-10) over real
+It speaks the whole worker protocol of docs/protocol.md over real
 WebSockets on 127.0.0.1, so any SDK -- this one or an official one -- can
 connect to it.  Three ways to run it::
 

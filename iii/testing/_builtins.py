@@ -1,4 +1,4 @@
-"""The engine's own functions (PROTOCOL.md section 8), all in namespace ``default``.
+"""The engine's own functions (docs/protocol.md#built-ins), all in namespace ``default``.
 
 Inputs are validated like serde would: unknown keys are ignored, a missing
 required key or a wrong type fails the call with ``deserialization_error``

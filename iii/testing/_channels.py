@@ -1,4 +1,4 @@
-"""Data channels (PROTOCOL.md section 9): a bounded queue between one writer
+"""Data channels (docs/protocol.md#channels): a bounded queue between one writer
 socket and one reader socket on ``/ws/channels/{id}``.
 """
 

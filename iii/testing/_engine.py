@@ -9,7 +9,7 @@ which gives the engine's ordering guarantees (registrations applied in arrival
 order, a ``reattach`` eviction finished before the next frame) for free, and
 keeps routing an invocation down to one dictionary lookup and one write.
 
-Section numbers refer to PROTOCOL.md.
+The protocol it follows is described in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -506,7 +506,7 @@ BuiltinResult = Union[JSON, Awaitable[JSON]]
 
 
 class Builtin:
-    """An engine-owned function in ``default`` (section 8)."""
+    """An engine-owned function in ``default`` (docs/protocol.md#built-ins)."""
 
     __slots__ = ("description", "fn", "id", "metadata", "request_format", "worker_name")
 
@@ -703,7 +703,7 @@ class EngineCore:
             ),
             # Deviation: the official SDKs omit ``config`` when the user gave none
             # (Python exclude_none, Node undefined); the real engine drops such a
-            # binding silently, we read the missing config as ``null`` (section 12).
+            # binding silently, we read no config as ``null`` (docs/protocol.md#compatibility).
             "registertrigger": self._registration(
                 RegisterTrigger, self._apply_register_trigger, defaults={"config": None}
             ),
@@ -791,7 +791,7 @@ class EngineCore:
         listener: str = "main",
         worker_id: Optional[str] = None,
     ) -> Worker:
-        """Register a new connection and greet it with ``workerregistered`` (section 4.1)."""
+        """Register a connection, send ``workerregistered`` (docs/protocol.md#new-connections)."""
         worker = Worker(transport, session=session, listener=listener)
         if worker_id is not None:
             worker.worker_id = worker_id
@@ -834,7 +834,7 @@ class EngineCore:
         worker.transport.abort()
 
     def disconnect(self, w: Worker) -> None:
-        """Section 4.8 cleanup, exactly once per connection."""
+        """docs/protocol.md#cleanup, exactly once per connection."""
         if w.cleaned:
             return
         w.cleaned = True
@@ -983,7 +983,7 @@ class EngineCore:
     def _on_ping(self, w: Worker, obj: JSONObject) -> None:
         w.transport.send(b'{"type":"pong"}', True)
 
-    # -- invocations (section 5) ----------------------------------------------
+    # -- invocations (docs/protocol.md#invocations) -------------------------
 
     def _on_invoke(self, w: Worker, obj: JSONObject) -> None:
         if "data" not in obj:
@@ -1332,7 +1332,7 @@ class EngineCore:
         inv_id: Optional[str],
         queue: str,
     ) -> None:
-        """Section 5.2 step 5: hand the call to the queue provider."""
+        """docs/protocol.md#routing step 5: hand the call to the queue provider."""
         receipt = new_id()
         job: JSONObject = {
             "queue": queue,
@@ -1384,7 +1384,7 @@ class EngineCore:
         inv_id: Optional[str],
         obj: JSONObject,
     ) -> None:
-        """Section 5.2 step 4: the middleware's outcome is the call's outcome."""
+        """docs/protocol.md#routing step 4: the middleware's outcome is the call's outcome."""
         void = type(f.action) is TriggerActionVoid
         rid = inv_id if inv_id is not None and not void else new_id()
         payload: JSONObject = {
@@ -1418,7 +1418,7 @@ class EngineCore:
             self.complete(pending, result, error)
             await self.relieve()
 
-    # -- namespace, announce, names (sections 4.1, 4.3) -------------------------
+    # -- namespace, announce, names (docs/protocol.md#the-announce) --------
 
     def _fix_namespace(self, w: Worker, ns: str) -> None:
         if w.namespace is None:
@@ -1506,7 +1506,7 @@ class EngineCore:
         w.name = name
         return True
 
-    # -- registrations (sections 6, 7) -----------------------------------------
+    # -- registrations (docs/protocol.md#functions, #triggers) -------------
 
     def _reject_function(self, w: Worker, ns: str, function_id: str, owner: str) -> None:
         w.transport.send(
@@ -1811,7 +1811,7 @@ class EngineCore:
             if b.provider is not None and b.provider.provider is None:
                 self.invoke_internal(b.namespace, b.function_id, payload, metadata=b.metadata)
 
-    # -- reattach (section 4.5) ------------------------------------------------
+    # -- reattach (docs/protocol.md#reattach) ------------------------------
 
     def _on_reattach(self, w: Worker, obj: JSONObject) -> None:
         f = self._decode(w, obj, Reattach)
@@ -1872,7 +1872,7 @@ class EngineCore:
 
 
 def _explicit_null(obj: JSONObject) -> Optional[str]:
-    """The engine defaults these fields and rejects an explicit ``null`` (section 1.4);
+    """The engine defaults these fields and rejects an explicit ``null`` (docs/protocol.md#json);
     ``iii_protocol`` reads null as absent, so the check is made here."""
     tag = obj.get("type")
     if tag == "registerfunction":

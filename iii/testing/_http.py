@@ -1,4 +1,4 @@
-"""HTTP-invoked functions (PROTOCOL.md section 6.3): one request per call, h11 over anyio."""
+"""HTTP-invoked functions (docs/protocol.md#http-functions): one request per call, h11."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""RBAC listener configuration and per-connection sessions (PROTOCOL.md section 10).
+"""RBAC listener configuration and per-connection sessions (docs/protocol.md#rbac).
 
 A listener with an ``rbac`` block authenticates every connection (through the
 auth function, when one is configured) and checks every call against the

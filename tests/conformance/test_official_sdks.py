@@ -46,7 +46,7 @@ def _payload_seen(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k != "_caller_worker_id"}
 
 
-# -- invocations (PROTOCOL.md 5) -------------------------------------------------------
+# -- invocations (docs/protocol.md#invocations) ------------------------------------
 
 
 def test_sync_call_returns_the_handler_result(pair: Pair) -> None:
@@ -56,7 +56,7 @@ def test_sync_call_returns_the_handler_result(pair: Pair) -> None:
     echo = out["result"]["echo"]
     assert out["result"]["by"] == pair.a.name
     assert _payload_seen(echo) == payload
-    # The engine tells the handler who called (section 5.5).
+    # The engine tells the handler who called (docs/protocol.md#caller-id).
     assert echo["_caller_worker_id"] == pair.b.info["worker_id"]
     # ... and passes the caller's invocation_id through to the handler (5.3).
     sent = pair.engine.frames(pair.b.info["worker_id"], direction="in", type="invokefunction")
@@ -136,7 +136,7 @@ def test_missing_payload(pair: Pair) -> None:
     Both the Python SDKs (``exclude_none``) and Node (``JSON.stringify`` drops
     ``undefined``) OMIT ``data`` then; the real engine requires it and drops
     such a frame (the caller would time out).  The reference engine reads a
-    missing ``data`` as ``null`` (documented deviation, PROTOCOL.md 12).
+    missing ``data`` as ``null`` (deviation, docs/protocol.md#compatibility).
     """
     register(pair, "conf::nodata", "echo")
     out = pair.b.ok("trigger", function_id="conf::nodata", timeout_ms=5000)
@@ -153,7 +153,7 @@ def test_builtin_workers_list_sees_both_workers(pair: Pair) -> None:
     assert names[pair.a.name]["runtime"] == pair.sdk.kind
 
 
-# -- trigger types and bindings (PROTOCOL.md 7) ----------------------------------------
+# -- trigger types and bindings (docs/protocol.md#triggers) ----------------------------
 
 
 def test_binding_reaches_the_provider_fires_and_unregisters(pair: Pair) -> None:
@@ -205,7 +205,7 @@ def test_binding_without_config(pair: Pair) -> None:
 
     The official SDKs then OMIT ``config`` (Python ``exclude_none``, Node
     ``undefined``); the real engine requires it and silently drops the binding.
-    The reference engine must accept it as ``null`` (PROTOCOL.md 12).
+    The reference engine must accept it as ``null`` (docs/protocol.md#compatibility).
     """
     pair.a.ok("register_trigger_type", trigger_type="conf-bare")
     pair.engine.wait_for_trigger_type("conf-bare")
@@ -248,7 +248,7 @@ def test_provider_refusal_is_forwarded_to_the_binder(pair: Pair) -> None:
 
 def test_unregister_trigger_type_is_ignored_like_the_engine(pair: Pair) -> None:
     """``unregistertriggertype`` is SDK-only: the HEAD engine does not know it and
-    keeps the type until the provider disconnects (PROTOCOL 2.6); the connection
+    keeps the type till its provider leaves (docs/protocol.md#unregistertriggertype); the connection
     stays usable."""
     pair.a.ok("register_trigger_type", trigger_type="conf-gone")
     pair.engine.wait_for_trigger_type("conf-gone")
@@ -262,7 +262,7 @@ def test_unregister_trigger_type_is_ignored_like_the_engine(pair: Pair) -> None:
     assert pair.b.ok("trigger", function_id="conf::after-gone")["result"] == "still here"
 
 
-# -- channels (PROTOCOL.md 9) -----------------------------------------------------------
+# -- channels (docs/protocol.md#channels) ---------------------------------------------
 
 
 def test_channel_reader_ref_across_workers(pair: Pair) -> None:
@@ -303,7 +303,7 @@ def test_no_protocol_errors_on_the_engine(pair: Pair) -> None:
 
 
 def test_durable_binding_through_the_builtin(pair: Pair) -> None:
-    """``engine::register_trigger`` (PROTOCOL 8): the engine delivers the binding to
+    """``engine::register_trigger`` (docs/protocol.md#built-ins): the engine delivers the binding to
     the official provider and answers only once the provider acked it."""
     pair.a.ok("register_trigger_type", trigger_type="conf-durable")
     pair.engine.wait_for_trigger_type("conf-durable")
@@ -373,7 +373,7 @@ def test_many_concurrent_calls(pair: Pair) -> None:
         assert out["result"]["echo"]["i"] == i
 
 
-# -- HTTP-invoked functions (PROTOCOL.md 6.3) ---------------------------------------------
+# -- HTTP-invoked functions (docs/protocol.md#http-functions) -----------------
 
 
 class _Endpoint(http.server.BaseHTTPRequestHandler):

@@ -1,4 +1,4 @@
-"""Invocation routing: sync, void, enqueue, results and errors (sections 5, 3)."""
+"""Invocation routing: sync, void, enqueue, results and errors (docs/protocol.md#routing)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Trigger types and bindings: forwarding, acks, parking and replay (section 7)."""
+"""Trigger types and bindings: forwarding, acks, parking and replay (docs/protocol.md#triggers)."""
 
 from __future__ import annotations
 
@@ -254,7 +254,7 @@ async def test_blank_binding_namespaces_are_refused(engine):
 
 
 async def test_registertrigger_without_config_is_read_as_null(engine):
-    # Deviation (PROTOCOL.md 12): the official SDKs omit ``config`` when the user
+    # Deviation (docs/protocol.md#compatibility): the official SDKs omit ``config`` when the user
     # gave none; the real engine drops the binding, the reference engine reads null.
     provider = await provider_of(engine)
     user = await Peer.join(engine.url, "user")
