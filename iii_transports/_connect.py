@@ -33,8 +33,11 @@ def timed_out(host: str, port: int) -> TimeoutError:
     return TimeoutError(f"timed out connecting to {host}:{port}")
 
 
-def tls_broken(exc: BaseException) -> ConnectionError:
-    """A TLS handshake the peer broke off (the libraries' "broken resource")."""
+def tls_broken(exc: BaseException) -> OSError:
+    """What to raise for a TLS handshake the libraries report as a "broken
+    resource": the ``ssl.SSLError`` (or other ``OSError``) behind it, else a
+    ``ConnectionError`` (the peer hung up)."""
     cause = exc.__cause__ or exc.__context__
-    detail = f": {cause}" if cause is not None and str(cause) else ""
-    return ConnectionError(f"connection lost during the TLS handshake{detail}")
+    if isinstance(cause, OSError):
+        return cause
+    return ConnectionError("connection lost during the TLS handshake")
