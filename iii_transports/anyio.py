@@ -16,7 +16,7 @@ import anyio.abc
 from iii_protocol import Connection
 
 from ._connect import READ_SIZE, client_tls, timed_out, tls_broken
-from ._pump import AsyncEvent, AsyncLock, AsyncPump, CancelScope, EventHandler, Stream, TaskGroup
+from ._pump import AsyncEvent, AsyncLock, AsyncPump, CancelScope, EventHandler, TaskGroup
 
 __all__ = ["IO_ERRORS", "AnyioStream", "AnyioTransport", "anyio_backend", "open_stream"]
 
@@ -110,18 +110,7 @@ class _AnyioBackend:
     def lock(self) -> AsyncLock:
         return cast(AsyncLock, anyio.Lock())
 
-    async def open_stream(
-        self,
-        host: str,
-        port: int,
-        *,
-        secure: bool,
-        ssl_context: Optional[ssl.SSLContext],
-        timeout: float,
-    ) -> Stream:
-        return await open_stream(
-            host, port, secure=secure, ssl_context=ssl_context, timeout=timeout
-        )
+    open_stream = staticmethod(open_stream)
 
 
 anyio_backend = _AnyioBackend()
