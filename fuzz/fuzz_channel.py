@@ -30,9 +30,10 @@ pongs, at most one Close) and nothing after the Close or once finished.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Optional, Union
 
+from _inputs import SEPARATOR as SEPARATOR  # re-exported: the tests frame with it
+from _inputs import framed, reads
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
 from iii_protocol import (
@@ -48,17 +49,9 @@ from iii_protocol import (
     LocalProtocolError,
     StreamChannelRef,
 )
-from iii_protocol.strategies import (
-    OP_BINARY,
-    OP_CONTINUATION,
-    OP_PING,
-    OP_TEXT,
-    accept_key,
-    ws_frame,
-)
+from iii_protocol.strategies import accept_key
 
 LIMIT = 1024
-SEPARATOR = b"\xff\xff"
 ACCEPT = b"@@ACCEPT@@"
 URL = "ws://engine.test:49134/iii/?t=1"
 TARGET = b"/iii/ws/channels/c-1?t=1&key=k%2F1&dir="
@@ -232,26 +225,8 @@ class _Session:
         self.flush()
 
 
-def _messages(payload: bytes, flags: int) -> Iterator[bytes]:
-    opcode = OP_BINARY if flags & 8 else OP_TEXT
-    for i, message in enumerate(payload.split(SEPARATOR)):
-        if flags & 16 and len(message) >= 3:
-            third = len(message) // 3
-            parts = [message[:third], message[third : 2 * third], message[2 * third :]]
-            yield ws_frame(parts[0], opcode=opcode, fin=False)
-            yield ws_frame(b"p%d" % i, opcode=OP_PING)
-            yield ws_frame(parts[1], opcode=OP_CONTINUATION, fin=False)
-            yield ws_frame(parts[2], opcode=OP_CONTINUATION)
-        else:
-            yield ws_frame(message, opcode=opcode)
-
-
-def _chunks(data: bytes, size: int) -> Iterator[bytes]:
-    if size == 0:
-        yield data
-        return
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
+def _messages(payload: bytes, flags: int) -> bytes:
+    return b"".join(framed(payload, binary=bool(flags & 8), fragmented=bool(flags & 16)))
 
 
 def TestOneInput(data: bytes) -> None:
@@ -267,15 +242,15 @@ def TestOneInput(data: bytes) -> None:
         s.take_events()
         assert s.opened and s.state is S.OPEN
         if flags & 4:
-            payload = b"".join(_messages(payload, flags))
+            payload = _messages(payload, flags)
     else:
         assert s.engine.key is not None
         payload = payload.replace(ACCEPT, accept_key(s.engine.key).encode())
         head_end = payload.find(b"\r\n\r\n")
         if head_end >= 0 and flags & 4:
             rest = payload[head_end + 4 :]
-            payload = payload[: head_end + 4] + b"".join(_messages(rest, flags))
-    for i, chunk in enumerate(_chunks(payload, size)):
+            payload = payload[: head_end + 4] + _messages(rest, flags)
+    for i, chunk in enumerate(reads(payload, size)):
         s.feed(chunk)
         if flags & 64:
             s.send(i)
