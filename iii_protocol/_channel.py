@@ -104,6 +104,8 @@ class ChannelError(IIIError):
 
 
 class ChannelState(str, enum.Enum):
+    """The phases of a channel socket; ``ENDED``, ``CLOSED`` and ``FAILED`` are final."""
+
     #: Not started: open a stream to ``address``, then call ``start()``.
     IDLE = "idle"
     #: The upgrade request is out; waiting for the engine's answer.
@@ -121,6 +123,8 @@ class ChannelState(str, enum.Enum):
 
 
 class ChannelInput(enum.Enum):
+    """What moves a channel socket from one ``ChannelState`` to the next."""
+
     #: ``start()``: the upgrade request was queued.
     START = "start"
     #: The engine accepted the upgrade.
