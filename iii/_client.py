@@ -61,6 +61,7 @@ from iii_transports.anyio import AnyioTransport
 from iii_transports.blocking import ThreadTransport
 
 from . import _otel
+from ._endpoint import Endpoint
 from ._handlers import HandlerSpec, InvalidInput, inspect_handler, to_jsonable
 from ._version import __version__
 from ._waiters import LoopWaiter, Outcome, ThreadWaiter, Waiter
@@ -315,6 +316,10 @@ class III:
 
     def get_address(self) -> str:
         return self._config.url
+
+    def _endpoint(self) -> Endpoint:
+        """The engine's URL, upgrade headers and TLS settings, for channel sockets."""
+        return Endpoint(self._config.url, self._config.headers, self._options.ssl_context)
 
     @property
     def worker_id(self) -> Optional[str]:

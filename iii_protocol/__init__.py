@@ -6,6 +6,21 @@ clocks or event loops: embed it in any I/O framework.
 
 from __future__ import annotations
 
+from ._channel import (
+    CHANNEL_TRANSITIONS,
+    NEED_DATA,
+    ChannelClosed,
+    ChannelConnection,
+    ChannelEnded,
+    ChannelError,
+    ChannelEvent,
+    ChannelInput,
+    ChannelMessage,
+    ChannelOpened,
+    ChannelState,
+    NeedData,
+    channel_address,
+)
 from ._codec import decode_frame, encode_frame, from_json_value, to_json_value
 from ._connection import ANNOUNCE_FUNCTION_ID, CALLER_WORKER_ID_KEY, Connection
 from ._frames import (
@@ -61,11 +76,22 @@ from .errors import (
 __all__ = [
     "ANNOUNCE_FUNCTION_ID",
     "CALLER_WORKER_ID_KEY",
+    "CHANNEL_TRANSITIONS",
     "DEFAULT_ENGINE_URL",
     "JSON",
     "JSONObject",
     "KNOWN_FRAMES",
+    "NEED_DATA",
     "TRANSITIONS",
+    "ChannelClosed",
+    "ChannelConnection",
+    "ChannelEnded",
+    "ChannelError",
+    "ChannelEvent",
+    "ChannelInput",
+    "ChannelMessage",
+    "ChannelOpened",
+    "ChannelState",
     "Config",
     "ConnectError",
     "Connection",
@@ -88,6 +114,7 @@ __all__ = [
     "InvocationResult",
     "InvokeFunction",
     "LocalProtocolError",
+    "NeedData",
     "PayloadError",
     "PayloadTooLarge",
     "Ping",
@@ -113,6 +140,7 @@ __all__ = [
     "UnregisterTrigger",
     "UnregisterTriggerType",
     "WorkerRegistered",
+    "channel_address",
     "decode_frame",
     "encode_frame",
     "from_json_value",

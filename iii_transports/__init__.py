@@ -13,6 +13,8 @@ program runs:
 * ``iii_transports.blocking.ThreadTransport``: blocking sockets on daemon
   threads, no event loop (``iii.register_worker`` uses it).
 
+Each module also has ``open_stream``, the one way that backend opens a TCP
+(and TLS) stream, for the control connection and channel ends alike.
 All of them behave the same way; ``tests/transports`` runs one conformance
 suite against each.  Nothing is imported here, so ``import iii_transports``
 costs nothing and never imports trio.
