@@ -68,6 +68,11 @@ class TriggerActionVoid:
 
     TYPE: ClassVar[str] = "void"
 
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
+
 
 @final
 @attrs.frozen(kw_only=True)
@@ -76,6 +81,11 @@ class TriggerActionEnqueue:
 
     TYPE: ClassVar[str] = "enqueue"
     queue: str
+
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
 
 TriggerAction = Union[TriggerActionVoid, TriggerActionEnqueue]
@@ -89,6 +99,11 @@ class HttpAuthBearer:
     TYPE: ClassVar[str] = "bearer"
     token_key: str
 
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
+
 
 @final
 @attrs.frozen(kw_only=True)
@@ -97,6 +112,11 @@ class HttpAuthHmac:
 
     TYPE: ClassVar[str] = "hmac"
     secret_key: str
+
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
 
 @final
@@ -107,6 +127,11 @@ class HttpAuthApiKey:
     TYPE: ClassVar[str] = "api_key"
     header: str
     value_key: str
+
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
 
 HttpAuth = Union[HttpAuthBearer, HttpAuthHmac, HttpAuthApiKey]
@@ -148,6 +173,14 @@ class StreamChannelRef:
     channel_id: str
     access_key: str
     direction: Literal["read", "write"]
+
+    def _payload_form(self) -> JSONObject:
+        # Put inside a payload, a ref is written as its JSON object.
+        return {
+            "channel_id": self.channel_id,
+            "access_key": self.access_key,
+            "direction": self.direction,
+        }
 
 
 # -- frames --------------------------------------------------------------------
