@@ -336,14 +336,14 @@ class III:
         return self._conn.state.value
 
     def add_connection_state_listener(
-        self, listener: Callable[[IIIConnectionState], None]
+        self, handler: Callable[[IIIConnectionState], None]
     ) -> Callable[[], None]:
-        """Call ``listener(state)`` on every state change; returns an unsubscribe function."""
-        self._listeners.append(listener)
+        """Call ``handler(state)`` on every state change; returns an unsubscribe function."""
+        self._listeners.append(handler)
 
         def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            if handler in self._listeners:
+                self._listeners.remove(handler)
 
         return unsubscribe
 

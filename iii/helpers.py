@@ -7,12 +7,12 @@ data channel; ``create_stream(worker, name, stream)`` serves a custom stream
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import attrs
 
+from . import channels
 from .channel import ChannelDirection, ChannelItem
-from .channels import create_channel, create_channel_async
 from .stream import (
     IStream,
     StreamDeleteInput,
@@ -25,6 +25,7 @@ from .types import extract_channel_refs, is_channel_ref
 
 if TYPE_CHECKING:
     from ._client import III
+    from .channels import Channel
 
 __all__ = [
     "ChannelDirection",
@@ -49,7 +50,22 @@ def _input(cls: type[M], data: Any) -> M:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def create_stream(worker: III, stream_name: str, stream: IStream[TData]) -> None:
+def create_channel(iii: III, buffer_size: Optional[int] = None) -> Channel:
+    """Create a data channel through ``iii`` (a worker), from a plain thread.
+
+    Args:
+        iii: a connected worker; its address, headers and TLS settings are used.
+        buffer_size: the queue length in items (engine default 64, max 1024).
+    """
+    return channels.create_channel(iii, buffer_size)
+
+
+async def create_channel_async(iii: III, buffer_size: Optional[int] = None) -> Channel:
+    """``create_channel`` for asyncio and trio callers."""
+    return await channels.create_channel_async(iii, buffer_size)
+
+
+def create_stream(iii: III, stream_name: str, stream: IStream[TData]) -> None:
     """Serve ``stream_name`` from ``stream``: registers ``stream::get(<name>)``,
     ``stream::set(<name>)``, ``stream::delete(<name>)``, ``stream::list(<name>)``
     and ``stream::list_groups(<name>)``, which the engine calls instead of its
@@ -80,4 +96,4 @@ def create_stream(worker: III, stream_name: str, stream: IStream[TData]) -> None
         ("list", list_),
         ("list_groups", list_groups),
     ):
-        worker.register_function(f"stream::{op}({stream_name})", fn)
+        iii.register_function(f"stream::{op}({stream_name})", fn)
