@@ -111,7 +111,7 @@ class TriggerAction:
 
 
 @attrs.frozen(kw_only=True)
-class TriggerRequest:
+class TriggerRequest(Model):
     """What ``trigger`` calls. A plain dict with the same keys works too.
 
     ``timeout_ms`` defaults to ``InitOptions.invocation_timeout_ms``;
@@ -163,6 +163,17 @@ class EnqueueResult(dict[str, str]):
     def __reduce__(self) -> tuple[object, ...]:
         return (_enqueue_result, (self.message_receipt_id,))
 
+    def model_dump(self, **_: Any) -> dict[str, str]:
+        """``{"messageReceiptId": ...}`` (as pydantic's ``model_dump``)."""
+        return dict(self)
+
+    @classmethod
+    def model_validate(cls, obj: Any) -> EnqueueResult:
+        """From ``{"messageReceiptId": ...}`` (or an ``EnqueueResult``)."""
+        if not isinstance(obj, dict) or not isinstance(obj.get("messageReceiptId"), str):
+            raise TypeError("EnqueueResult.model_validate needs {'messageReceiptId': str}")
+        return cls(messageReceiptId=obj["messageReceiptId"])
+
 
 def _enqueue_result(receipt: str) -> EnqueueResult:
     return EnqueueResult(messageReceiptId=receipt)
@@ -202,7 +213,7 @@ class TriggerConfig(Model, Generic[C]):
 
 
 @attrs.frozen(kw_only=True)
-class HttpInvocationConfig:
+class HttpInvocationConfig(Model):
     """Register a function the engine invokes over HTTP (PROTOCOL.md section 6.3)."""
 
     url: str

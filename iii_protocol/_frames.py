@@ -182,6 +182,24 @@ class StreamChannelRef:
             "direction": self.direction,
         }
 
+    def model_dump(
+        self, *, mode: str = "python", by_alias: bool = False, exclude_none: bool = False
+    ) -> JSONObject:
+        """The ref's JSON object (what code written for pydantic refs calls; the
+        arguments change nothing for a ref)."""
+        return self._payload_form()
+
+    @classmethod
+    def model_validate(cls, obj: object) -> StreamChannelRef:
+        """A ref from its JSON object (other keys ignored), or the ref itself."""
+        if isinstance(obj, cls):
+            return obj
+        if not isinstance(obj, dict):
+            raise TypeError(f"a channel ref is an object, got {type(obj).__name__}")
+        return cls(
+            channel_id=obj["channel_id"], access_key=obj["access_key"], direction=obj["direction"]
+        )
+
 
 # -- frames --------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import iii_observability
 from iii.channel import ChannelDirection, ChannelItem, WritableStream, build_channel_url
 from iii.helpers import create_channel, create_channel_async, create_stream
 from iii.iii_types import EnqueueResult, FunctionRef, RegisterFunctionInput, Trigger
-from iii.state import StateSetInput
+from iii.state import StateSetInput, StateUpdateInput
 from iii.stream import (
     IStream,
     StreamDeleteResult,
@@ -199,6 +199,11 @@ def test_models_read_like_their_json_objects():
     assert "key" in value and "nope" not in value
     assert dict(value) == {"scope": "s", "key": "k", "value": None}
     assert StateSetInput(**value) == value
+    assert StateSetInput.model_validate({**value, "extra": 1}) == value
+    assert value.model_dump(exclude_none=True) == {"scope": "s", "key": "k"}
+    nested = StateUpdateInput(scope="s", key="k", ops=[UpdateMerge(value={"a": 1})])
+    assert nested.model_dump(exclude_none=True) == {
+        "scope": "s", "key": "k", "ops": [{"value": {"a": 1}, "type": "merge"}]}
     with pytest.raises(KeyError):
         value["nope"]
     response = ApiResponse(statusCode=201, body="x")
@@ -316,6 +321,21 @@ def test_a_channel_ref_object_inside_a_payload(iii_engine: EngineThread, worker:
     channel.writer.close()
     caller.join(20)
     assert answer == {"type": "ChannelReader", "body": "via a ref object"}
+    # The official documentation's form: the ref's dict.
+    second = create_channel(worker)
+    caller = threading.Thread(
+        target=lambda: answer.update(
+            worker.trigger(
+                {"function_id": "forms::consume",
+                 "payload": {"reader": second.reader_ref.model_dump()}}
+            )
+        )
+    )
+    caller.start()
+    second.writer.write_sync(b"via model_dump")
+    second.writer.close()
+    caller.join(20)
+    assert answer == {"type": "ChannelReader", "body": "via model_dump"}
     assert extract_channel_refs({"a": [{"r": channel.reader_ref}]}) == [
         ("a[0].r", channel.reader_ref)
     ]

@@ -129,6 +129,13 @@ _EXPORT = (
     "helpers work with any provider)"
 )
 _HTTPX = "an httpx request helper with tracing: an HTTP client library concern, not the SDK's"
+_PYDANTIC = (
+    "pydantic's BaseModel methods other than model_dump / model_validate (model_dump_json, "
+    "model_copy, model_json_schema, ...), and all of them on the protocol core's values "
+    "(TriggerActionEnqueue/Void, HttpAuth*, RegisterFunctionFormat): the SDK does not depend "
+    "on pydantic; its models are attrs classes (attrs.evolve copies one, "
+    "iii_protocol.to_json_value(value) writes a core value as its JSON object)"
+)
 _CONNECT = (
     "connect_async(): a worker connects when register_worker / register_worker_async "
     "makes it; III(...) constructed directly does not connect (use those two)"
@@ -224,6 +231,18 @@ NOT_PROVIDED: tuple[tuple[tuple[str, ...], str], ...] = (
         _HTTPX,
     ),
     (("iii.iii.III.connect_async",), _CONNECT),
+    (
+        (
+            "*.model_dump_json",
+            "*.model_validate_json",
+            "*.model_copy",
+            "*.model_json_schema",
+            "*.TriggerAction*.model_*",
+            "*.HttpAuth*.model_*",
+            "*.RegisterFunctionFormat.model_*",
+        ),
+        _PYDANTIC,
+    ),
     (("*.TriggerActionEnqueue(type)", "*.TriggerActionVoid(type)", "*.HttpAuth*(type)"), _TAG),
     (("iii.TriggerTypeRef(*)", "iii.runtime.TriggerTypeRef(*)", "iii.triggers.TriggerTypeRef(*)"),
      _HANDLE),
@@ -301,6 +320,16 @@ def surfaces(peers: Peers, tmp_path_factory: pytest.TempPathFactory) -> dict[str
 # -- comparing ----------------------------------------------------------------------------
 
 _POSITIONAL = ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")
+
+#: What callers use of a pydantic model's own API (the official models are pydantic's).
+PYDANTIC_API = (
+    "model_dump",
+    "model_validate",
+    "model_dump_json",
+    "model_validate_json",
+    "model_copy",
+    "model_json_schema",
+)
 
 
 def _param_problems(where: str, official: Any, ours: Any) -> Iterator[tuple[str, str]]:
@@ -382,6 +411,10 @@ def _entry_problems(
         yield key, f"is {mine.get('kind')}, official class"
         return
     yield from _param_problems(key, off["params"], mine["params"])
+    if off.get("pydantic") and not mine.get("pydantic"):
+        for method in PYDANTIC_API:
+            if method not in mine["members"]:
+                yield f"{key}.{method}", "pydantic BaseModel method missing"
     present = set(mine.get("attributes", ())) | set(mine.get("members", ()))
     present |= set(mine.get("methods", {}))
     for attribute in off.get("attributes", ()):

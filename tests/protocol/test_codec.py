@@ -427,6 +427,16 @@ def test_channel_ref_inside_a_payload_is_written_as_its_object() -> None:
     assert json.loads(text)["data"] == {"r": expected, "all": [expected]}
 
 
+def test_channel_ref_dumps_and_validates_like_a_model() -> None:
+    ref = StreamChannelRef(channel_id="c1", access_key="k1", direction="write")
+    data = {"channel_id": "c1", "access_key": "k1", "direction": "write"}
+    assert ref.model_dump() == ref.model_dump(mode="json", by_alias=True) == data
+    assert StreamChannelRef.model_validate({**data, "extra": 1}) == ref
+    assert StreamChannelRef.model_validate(ref) is ref
+    with pytest.raises(TypeError):
+        StreamChannelRef.model_validate("c1")
+
+
 def test_payload_form_is_asked_of_instances_only() -> None:
     class Shaped:
         def _payload_form(self) -> dict[str, int]:

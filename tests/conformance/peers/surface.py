@@ -21,7 +21,8 @@ part of a module's surface.  Each entry says what a caller can rely on:
   methods, e.g. pydantic's, are not the SDK's surface);
 * ``attributes``: field and property names of a class; ``members``: every
   public name ``dir()`` shows on it;
-* ``bases``: an exception's SDK and builtin base classes (for ``except``).
+* ``bases``: an exception's SDK and builtin base classes (for ``except``);
+* ``pydantic``: whether a class is a pydantic model.
 
 Only the standard library is used, so this runs in any venv.
 """
@@ -126,6 +127,8 @@ def describe(obj: Any) -> dict[str, Any]:
             "attributes": _attributes(obj),
             "methods": _methods(obj),
             "members": sorted(n for n in dir(obj) if not n.startswith("_")),
+            # A pydantic model also has BaseModel's API (model_dump, ...).
+            "pydantic": isinstance(getattr(obj, "model_fields", None), dict),
         }
     if inspect.iscoroutinefunction(obj):
         return {"kind": "coroutine", "params": _params(obj)}
