@@ -7,9 +7,7 @@ so it follows ``await`` and is ``None`` outside any handler.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
-from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any, Optional
 
@@ -41,9 +39,28 @@ class InvocationContext:
     activation: Optional[dict[str, Any]] = None
 
 
-_CURRENT: ContextVar[Optional[InvocationContext]] = ContextVar(
-    "iii_current_invocation", default=None
-)
+class _Active:
+    """The running invocation; its ``InvocationContext`` is made on first request
+    (most handlers never ask, and every call pays for this object)."""
+
+    __slots__ = ("context", "event")
+
+    def __init__(self, event: ev.InvocationRequested) -> None:
+        self.event = event
+        self.context: Optional[InvocationContext] = None
+
+    def get(self) -> InvocationContext:
+        if self.context is None:
+            event = self.event
+            self.context = InvocationContext(
+                function_id=event.function_id,
+                invocation_id=event.invocation_id or str(uuid.uuid4()),
+                caller={"worker_id": event.caller_worker_id} if event.caller_worker_id else None,
+            )
+        return self.context
+
+
+_CURRENT: ContextVar[Optional[_Active]] = ContextVar("iii_current_invocation", default=None)
 
 
 def current_invocation() -> Optional[InvocationContext]:
@@ -55,21 +72,20 @@ def current_invocation() -> Optional[InvocationContext]:
             inv = current_invocation()
             return {"id": inv.invocation_id if inv else None}
     """
-    return _CURRENT.get()
+    active = _CURRENT.get()
+    return None if active is None else active.get()
 
 
-@contextlib.contextmanager
-def scope(event: ev.InvocationRequested) -> Iterator[None]:
-    """Make ``event`` the current invocation for the handler call inside."""
-    caller = {"worker_id": event.caller_worker_id} if event.caller_worker_id else None
-    token = _CURRENT.set(
-        InvocationContext(
-            function_id=event.function_id,
-            invocation_id=event.invocation_id or str(uuid.uuid4()),
-            caller=caller,
-        )
-    )
-    try:
-        yield
-    finally:
-        _CURRENT.reset(token)
+class scope:
+    """``with scope(event):`` makes ``event`` the current invocation inside."""
+
+    __slots__ = ("_event", "_token")
+
+    def __init__(self, event: ev.InvocationRequested) -> None:
+        self._event = event
+
+    def __enter__(self) -> None:
+        self._token = _CURRENT.set(_Active(self._event))
+
+    def __exit__(self, *exc: object) -> None:
+        _CURRENT.reset(self._token)
