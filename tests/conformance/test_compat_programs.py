@@ -1,11 +1,11 @@
 """Programs written for the official SDK run unmodified on ours, with the same output.
 
-Each program in ``programs/`` uses the official 0.25 API only (its names, its
-call forms): a sync worker, an asyncio worker awaiting ``trigger_async`` on its
-own loop, and a trigger type whose bindings are fired with a data channel.
-Each runs twice against one reference engine, once on the official iii-sdk
-0.25.0 (its venv) and once on ours; the two outputs must be equal, line for
-line.
+Each program in ``programs/`` uses one official release's API only (its
+names, its call forms): for 0.25, a sync worker, an asyncio worker awaiting
+``trigger_async`` on its own loop, and a trigger type whose bindings are fired
+with a data channel; for 0.19, a sync worker with that release's names.  Each
+runs twice against one reference engine, once on that official iii-sdk (its
+venv) and once on ours; the two outputs must be equal, line for line.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from ._install import REPO, Peers
 pytestmark = pytest.mark.conformance
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
-OFFICIAL = "0.25.0"
+
+#: program -> the official release whose API it is written for.
+RELEASE = {
+    "sync_worker": "0.25.0",
+    "async_worker": "0.25.0",
+    "trigger_type_channel": "0.25.0",
+    "legacy_worker": "0.19.7",
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +58,12 @@ def _run(python: Path, program: str, url: str, name: str, home: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.parametrize("program", ["sync_worker", "async_worker", "trigger_type_channel"])
+@pytest.mark.parametrize("program", sorted(RELEASE))
 def test_official_program_runs_the_same_on_ours(
     engine: EngineThread, peers: Peers, tmp_path: Path, program: str
 ) -> None:
-    official = _run(peers.python[OFFICIAL], program, engine.url, f"official-{program}", tmp_path)
+    python = peers.python[RELEASE[program]]
+    official = _run(python, program, engine.url, f"official-{program}", tmp_path)
     ours = _run(Path(sys.executable), program, engine.url, f"ours-{program}", tmp_path)
     assert ours.splitlines() == official.splitlines()
     assert official.rstrip().endswith("done")  # the program ran to its end on both
