@@ -34,7 +34,7 @@ worker = register_worker(
     ),
 )
 logger = Logger()
-print("state:", worker.get_connection_state(), worker.worker_id is not None)
+print("state:", worker.get_connection_state())
 
 
 def wait_listed(*function_ids):
