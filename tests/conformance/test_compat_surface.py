@@ -152,10 +152,6 @@ _INIT_ORDER = (
     "InitOptions takes its fields by position in the 0.25 order (namespace third); "
     "0.19.7 code passing fields after the second by position must name them"
 )
-_CHANNEL_STREAM = (
-    "ChannelWriter.stream / ChannelReader.stream: use iii.channel.WritableStream(writer) / "
-    "ReadableStream(reader), or HttpResponse.stream"
-)
 
 #: Every deliberate difference from the official surface: (patterns, reason).
 #: A pattern matches difference keys: ``module.Name``, ``module.Name.member``,
@@ -252,8 +248,10 @@ NOT_PROVIDED: tuple[tuple[tuple[str, ...], str], ...] = (
 
 _CHANNELS_REWORK = (
     "iii/channels.py is being reworked in parallel (issue 12); these names exist in "
-    "iii.channel and iii.helpers, and the rework re-exports them from iii.channels, names "
-    "send_message's parameter msg and takes headers by position (see the merge notes)"
+    "iii.channel (defined in iii/_channel_values.py), and the rework re-exports them from "
+    "iii.channels, adds ChannelReader/ChannelWriter.stream, names send_message's parameter "
+    "msg and takes headers by position (a 119-line patch in the merge notes of the compat "
+    "branch); then this entry goes"
 )
 
 #: Differences that go away when parallel work lands (not deliberate; not in the README).
