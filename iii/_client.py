@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, Generic, Optional, TypeVar, Union
 
 import anyio
 import anyio.from_thread
@@ -60,9 +60,10 @@ from iii_protocol.errors import ConnectError, InvocationError
 from iii_transports.anyio import AnyioTransport
 from iii_transports.blocking import ThreadTransport
 
-from . import _otel
+from . import _compat, _invocation, _otel
 from ._endpoint import Endpoint
 from ._handlers import HandlerSpec, InvalidInput, inspect_handler, to_jsonable
+from ._invocation import InvocationContext
 from ._version import __version__
 from ._waiters import LoopWaiter, Outcome, ThreadWaiter, Waiter
 from .errors import IIIError, IIIUsageError
@@ -73,6 +74,7 @@ from .iii_types import (
     FunctionRef,
     HttpInvocationConfig,
     InitOptions,
+    RegisterFunctionInput,
     RegisterTriggerInput,
     RegisterTriggerTypeInput,
     Trigger,
@@ -86,13 +88,17 @@ __all__ = ["III", "TriggerHandler", "TriggerTypeRef", "register_worker", "regist
 
 log = logging.getLogger("iii")
 T = TypeVar("T")
+C = TypeVar("C")
 
 # A safety margin past a call's own deadline: the core always answers first.
 _WAIT_SLACK = 10.0
 
 
-class TriggerHandler:
-    """Base for trigger type providers. Override either method; sync or async."""
+class TriggerHandler(Generic[C]):
+    """Base for trigger type providers. Override either method; sync or async.
+
+    ``C`` is the type of the bindings' ``config`` (``TriggerHandler[MyConfig]``).
+    """
 
     async def register_trigger(self, config: TriggerConfig[Any]) -> None:
         """A binding of this type was created (or replayed: be idempotent per id)."""
@@ -109,7 +115,7 @@ class TriggerTypeRef:
     _worker: III = attrs.field(repr=False)
 
     def register_trigger(
-        self, function_id: str, config: Any = None, *, metadata: Any = None
+        self, function_id: str, config: Any = None, metadata: Any = None
     ) -> Trigger:
         """Bind ``function_id`` to this trigger type."""
         return self._worker.register_trigger(
@@ -117,6 +123,12 @@ class TriggerTypeRef:
                 type=self.id, function_id=function_id, config=config, metadata=metadata
             )
         )
+
+    def register_function(
+        self, function_id: str, handler: Callable[..., Any], *, description: Optional[str] = None
+    ) -> FunctionRef:
+        """Register the function this trigger type's bindings call."""
+        return self._worker.register_function(function_id, handler, description=description)
 
     def unregister(self) -> None:
         self._worker.unregister_trigger_type(self.id)
@@ -329,14 +341,14 @@ class III:
         return self._conn.state.value
 
     def add_connection_state_listener(
-        self, listener: Callable[[IIIConnectionState], None]
+        self, handler: Callable[[IIIConnectionState], None]
     ) -> Callable[[], None]:
-        """Call ``listener(state)`` on every state change; returns an unsubscribe function."""
-        self._listeners.append(listener)
+        """Call ``handler(state)`` on every state change; returns an unsubscribe function."""
+        self._listeners.append(handler)
 
         def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            if handler in self._listeners:
+                self._listeners.remove(handler)
 
         return unsubscribe
 
@@ -460,7 +472,10 @@ class III:
 
             async def run_async() -> None:
                 try:
-                    with _otel.handler_context(event.traceparent, event.baggage):
+                    with (
+                        _otel.handler_context(event.traceparent, event.baggage),
+                        _invocation.scope(event),
+                    ):
                         args, kwargs = prepare()
                         result = await spec.fn(*args, **kwargs)
                     self._reply(event.invocation_id, event.function_id, to_jsonable(result))
@@ -474,7 +489,10 @@ class III:
 
             def run_sync() -> None:
                 try:
-                    with _otel.handler_context(event.traceparent, event.baggage):
+                    with (
+                        _otel.handler_context(event.traceparent, event.baggage),
+                        _invocation.scope(event),
+                    ):
                         args, kwargs = prepare()
                         result = spec.fn(*args, **kwargs)
                     self._reply(event.invocation_id, event.function_id, to_jsonable(result))
@@ -586,20 +604,32 @@ class III:
 
     def register_function(
         self,
-        function_id: str,
-        handler_or_invocation: Union[Callable[..., Any], HttpInvocationConfig],
+        function_id: Union[str, dict[str, Any], RegisterFunctionInput],
+        handler_or_invocation: Union[Callable[..., Any], HttpInvocationConfig, None] = None,
         *,
         description: Optional[str] = None,
         metadata: Optional[dict[str, Any]] = None,
         request_format: Union[RegisterFunctionFormat, dict[str, Any], None] = None,
         response_format: Union[RegisterFunctionFormat, dict[str, Any], None] = None,
+        observe: Any = None,
+        local_dispatch: bool = True,
     ) -> FunctionRef:
         """Register a function on this worker (kept and re-registered on every reconnect).
+
+        ``function_id`` may also be a dict ``{"id": ..., "description": ...}``
+        (or a ``RegisterFunctionInput``) carrying the keyword fields.
+        ``observe`` and ``local_dispatch`` are accepted and have no effect:
+        the engine has no observe support, and every call goes through it.
 
         Raises:
             TypeError: ``function_id`` is not a string, or the handler is not callable.
             ValueError: ``function_id`` is blank or already registered here.
         """
+        (function_id, handler_or_invocation, description, metadata, request_format,
+         response_format) = _compat.function_args(
+            function_id, handler_or_invocation, description=description, metadata=metadata,
+            request_format=request_format, response_format=response_format, observe=observe,
+            local_dispatch=local_dispatch)  # fmt: skip
         if not isinstance(function_id, str):
             raise TypeError(f"function_id must be a string, got {type(function_id).__name__}")
         if not function_id.strip():
@@ -834,6 +864,23 @@ class III:
 
     def __repr__(self) -> str:
         return f"<III {self._config.url} {self._conn.state.value} worker_id={self.worker_id}>"
+
+    # -- more names for the same things (code written for other releases) -------
+
+    def current_invocation(self) -> Optional[InvocationContext]:
+        """The invocation the calling code runs in, or ``None`` outside every handler."""
+        return _invocation.current_invocation()
+
+    def on_functions_available(
+        self, callback: Callable[[list[FunctionInfo]], Any]
+    ) -> Callable[[], None]:
+        """Call ``callback(functions)`` each time the engine's set of functions
+        changes; returns an unsubscribe function."""
+        return _compat.on_functions_available(self, callback)
+
+    def _wait_until_connected(self) -> None:
+        # Frameworks written for the official SDK call this after making a worker.
+        _compat.wait_until_connected(self)
 
 
 def _functions(result: Any) -> list[FunctionInfo]:

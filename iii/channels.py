@@ -1,4 +1,4 @@
-"""Data channels: byte/text streams between workers, through the engine (PROTOCOL.md section 9).
+"""Data channels: byte/text streams between workers, through the engine (docs/protocol.md#channels).
 
 A channel is a bounded queue inside the engine with one writer socket and one
 reader socket.  ``create_channel(worker)`` asks the engine for one and returns

@@ -68,6 +68,11 @@ class TriggerActionVoid:
 
     TYPE: ClassVar[str] = "void"
 
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
+
 
 @final
 @attrs.frozen(kw_only=True)
@@ -76,6 +81,11 @@ class TriggerActionEnqueue:
 
     TYPE: ClassVar[str] = "enqueue"
     queue: str
+
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
 
 #: What the engine does with a call instead of returning its result.
@@ -90,6 +100,11 @@ class HttpAuthBearer:
     TYPE: ClassVar[str] = "bearer"
     token_key: str
 
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
+
 
 @final
 @attrs.frozen(kw_only=True)
@@ -98,6 +113,11 @@ class HttpAuthHmac:
 
     TYPE: ClassVar[str] = "hmac"
     secret_key: str
+
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
 
 @final
@@ -108,6 +128,11 @@ class HttpAuthApiKey:
     TYPE: ClassVar[str] = "api_key"
     header: str
     value_key: str
+
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
 
 #: How the engine authenticates its calls to an HTTP-invoked function.
@@ -150,6 +175,32 @@ class StreamChannelRef:
     channel_id: str
     access_key: str
     direction: Literal["read", "write"]
+
+    def _payload_form(self) -> JSONObject:
+        # Put inside a payload, a ref is written as its JSON object.
+        return {
+            "channel_id": self.channel_id,
+            "access_key": self.access_key,
+            "direction": self.direction,
+        }
+
+    def model_dump(
+        self, *, mode: str = "python", by_alias: bool = False, exclude_none: bool = False
+    ) -> JSONObject:
+        """The ref's JSON object (what code written for pydantic refs calls; the
+        arguments change nothing for a ref)."""
+        return self._payload_form()
+
+    @classmethod
+    def model_validate(cls, obj: object) -> StreamChannelRef:
+        """A ref from its JSON object (other keys ignored), or the ref itself."""
+        if isinstance(obj, cls):
+            return obj
+        if not isinstance(obj, dict):
+            raise TypeError(f"a channel ref is an object, got {type(obj).__name__}")
+        return cls(
+            channel_id=obj["channel_id"], access_key=obj["access_key"], direction=obj["direction"]
+        )
 
 
 # -- frames --------------------------------------------------------------------

@@ -38,6 +38,11 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 def _default(value: object) -> object:
     if isinstance(value, uuid.UUID):
         return str(value)
+    # A value of the SDK that stands for a JSON object (a channel ref, a data
+    # model) says so with ``_payload_form()``; anything else has no JSON form.
+    form = getattr(value, "_payload_form", None)
+    if form is not None and not isinstance(value, type):
+        return form()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 

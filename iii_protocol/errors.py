@@ -80,7 +80,6 @@ class InvocationError(IIIError):
         self,
         code: str,
         message: str,
-        *,
         function_id: Optional[str] = None,
         stacktrace: Optional[str] = None,
         invocation_id: Optional[str] = None,

@@ -298,7 +298,7 @@ def test_sync_reader_after_the_writer_and_read_all_sync(engine: EngineThread) ->
 
 
 def test_two_thread_workers_pass_a_reader_ref_through_a_call(engine: EngineThread) -> None:
-    """The captured sequence of PROTOCOL.md section 9.3, with blocking workers."""
+    """The captured sequence of docs/protocol.md#channels-in-the-sdk, with blocking workers."""
 
     def consume(data: dict[str, Any]) -> dict[str, Any]:
         reader = data["reader"]

@@ -420,6 +420,48 @@ def test_uuid_payload_is_written_as_a_string_on_both_paths() -> None:
     )
 
 
+def test_channel_ref_inside_a_payload_is_written_as_its_object() -> None:
+    ref = StreamChannelRef(channel_id="c1", access_key="k1", direction="read")
+    text = encode_frame(InvokeFunction(function_id="f", data={"r": ref, "all": [ref]}))
+    expected = {"channel_id": "c1", "access_key": "k1", "direction": "read"}
+    assert json.loads(text)["data"] == {"r": expected, "all": [expected]}
+
+
+def test_channel_ref_dumps_and_validates_like_a_model() -> None:
+    ref = StreamChannelRef(channel_id="c1", access_key="k1", direction="write")
+    data = {"channel_id": "c1", "access_key": "k1", "direction": "write"}
+    assert ref.model_dump() == ref.model_dump(mode="json", by_alias=True) == data
+    assert StreamChannelRef.model_validate({**data, "extra": 1}) == ref
+    assert StreamChannelRef.model_validate(ref) is ref
+    with pytest.raises(TypeError):
+        StreamChannelRef.model_validate("c1")
+
+
+def test_payload_form_is_asked_of_instances_only() -> None:
+    class Shaped:
+        def _payload_form(self) -> dict[str, int]:
+            return {"x": 1}
+
+    assert dumps([Shaped()]) == '[{"x":1}]'
+    # The class itself has the method too, but a class is not a value.
+    with pytest.raises(ValueError):
+        dumps([Shaped])
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        (TriggerActionVoid(), "void"),
+        (TriggerActionEnqueue(queue="q"), "enqueue"),
+        (HttpAuthBearer(token_key="T"), "bearer"),
+        (HttpAuthHmac(secret_key="S"), "hmac"),
+        (HttpAuthApiKey(header="h", value_key="V"), "api_key"),
+    ],
+)
+def test_tagged_values_read_their_tag_as_type(value: Any, tag: str) -> None:
+    assert value.type == tag == type(value).TYPE
+
+
 @pytest.mark.parametrize("n", [2**64, -(2**63) - 1, 2**200, -(10**30)])
 def test_wide_integers_survive_both_ways(n: int) -> None:
     frame = InvokeFunction(function_id="f", data={"n": n, "list": [n, 1.5]})
