@@ -54,10 +54,12 @@ class ChannelItem:
 
     @classmethod
     def text_item(cls, value: str) -> ChannelItem:
+        """An item carrying text."""
         return cls(text=value)
 
     @classmethod
     def binary_item(cls, value: bytes) -> ChannelItem:
+        """An item carrying bytes."""
         return cls(binary=value)
 
     @property

@@ -266,9 +266,11 @@ class FunctionRef:
         self.unregister: Callable[[], None] = action
 
     def is_observed(self) -> bool:
+        """Always ``False``: this SDK has no observe support."""
         return False
 
     def observers(self) -> list[Any]:
+        """Always ``[]``: this SDK has no observe support."""
         return []
 
     def __repr__(self) -> str:

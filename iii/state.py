@@ -9,6 +9,7 @@ StateSetInput(scope="s", key="k", value=1)})``.
 from __future__ import annotations
 
 import abc
+import builtins
 import enum
 from typing import Any, Generic, Optional, TypeVar
 
@@ -124,7 +125,7 @@ class IState(abc.ABC, Generic[TData]):
         """Remove the value."""
 
     @abc.abstractmethod
-    async def list(self, input: StateListInput) -> list[TData]:
+    async def list(self, input: StateListInput) -> builtins.list[TData]:
         """Every value of a scope."""
 
     @abc.abstractmethod

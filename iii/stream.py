@@ -172,6 +172,7 @@ class UpdateMerge(Model):
     type: str = "merge"
 
 
+#: One operation of a stream or state ``update`` (set, merge, increment, decrement, remove, append).
 UpdateOp = Union[
     UpdateSet, UpdateIncrement, UpdateDecrement, UpdateAppend, UpdateRemove, UpdateMerge
 ]
@@ -269,7 +270,7 @@ class IStream(abc.ABC, Generic[TData]):
         """Remove the item."""
 
     @abc.abstractmethod
-    async def list(self, input: StreamListInput) -> list[TData]:
+    async def list(self, input: StreamListInput) -> builtins.list[TData]:
         """Every item of a group."""
 
     @abc.abstractmethod

@@ -132,11 +132,13 @@ class HttpResponse:
         self._stream: Optional[WritableStream] = None
 
     async def status(self, status_code: int) -> None:
+        """Send the response status (before the body)."""
         await self._writer.send_message_async(
             json.dumps({"type": "set_status", "status_code": status_code})
         )
 
     async def headers(self, headers: dict[str, str]) -> None:
+        """Send the response headers (before the body)."""
         await self._writer.send_message_async(
             json.dumps({"type": "set_headers", "headers": headers})
         )
@@ -150,6 +152,7 @@ class HttpResponse:
 
     @property
     def writer(self) -> ChannelWriter:
+        """The channel writer the body goes through."""
         return self._writer
 
     def close(self) -> None:
@@ -157,8 +160,9 @@ class HttpResponse:
         self.stream.end()
 
 
-#: The names these types have in the 0.25 releases.
+#: The name ``HttpRequest`` has in the 0.25 releases.
 StreamRequest = HttpRequest
+#: The name ``HttpResponse`` has in the 0.25 releases.
 StreamResponse = HttpResponse
 
 
