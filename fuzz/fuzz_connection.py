@@ -51,6 +51,7 @@ from iii_protocol import (
     RegisterFunction,
     RegisterTrigger,
     RegisterTriggerType,
+    SocketPhase,
     WorkerRegistered,
     decode_frame,
     encode_frame,
@@ -248,7 +249,7 @@ class _Session:
         sock = self.open_socket()
         sock.upgraded()
         self.feed(self.answer(sock))
-        assert self.conn._handshake_done
+        assert self.conn.socket_phase is SocketPhase.OPEN
         if greet:
             n = len(self.sockets)
             previous = self.conn.worker_id

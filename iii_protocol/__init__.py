@@ -41,7 +41,7 @@ from ._frames import (
     WorkerRegistered,
 )
 from ._json import JSON, JSONObject
-from ._state import TRANSITIONS, ConnectionInput, ConnectionState
+from ._state import PHASES, TRANSITIONS, ConnectionInput, ConnectionState, SocketPhase
 from .config import DEFAULT_ENGINE_URL, Config, EngineAddress, ReconnectPolicy, parse_engine_url
 from .errors import (
     ConnectError,
@@ -66,6 +66,7 @@ __all__ = [
     "JSON",
     "JSONObject",
     "KNOWN_FRAMES",
+    "PHASES",
     "TRANSITIONS",
     "Config",
     "ConnectError",
@@ -103,6 +104,7 @@ __all__ = [
     "RegisterTriggerType",
     "RegistrationRejected",
     "RemoteProtocolError",
+    "SocketPhase",
     "StreamChannelRef",
     "TransportError",
     "TransportTimeout",

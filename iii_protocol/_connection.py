@@ -44,7 +44,7 @@ from . import _frames as f
 from . import events as ev
 from ._codec import decode_frame, encode_frame
 from ._json import JSON, loads
-from ._state import ConnectionInput, ConnectionState, ConnectionStateMachine
+from ._state import ConnectionInput, ConnectionState, ConnectionStateMachine, SocketPhase
 from .config import Config
 from .errors import (
     ConnectionFailed,
@@ -68,6 +68,9 @@ _CHANNEL_KEY = '"channel_id"'
 _CLOSE_NORMAL = 1000
 _CLOSE_PROTOCOL_ERROR = 1002
 _CLOSE_TOO_BIG = 1009
+
+_I = ConnectionInput
+_NO_SOCKET = SocketPhase.NONE
 
 
 def _utf8_len(text: str) -> int:
@@ -114,9 +117,6 @@ class Connection:
 
         # per socket
         self._ws: Optional[WSConnection] = None
-        self._transport_active = False
-        self._requested = False  # the upgrade request was queued on this socket
-        self._handshake_done = False
         self._message: list[str] = []
         self._message_size = 0
         self._message_binary = False
@@ -146,6 +146,11 @@ class Connection:
     @property
     def state(self) -> ConnectionState:
         return self._sm.state
+
+    @property
+    def socket_phase(self) -> SocketPhase:
+        """Where the socket of the current attempt is (``NONE`` without one)."""
+        return self._sm.socket
 
     @property
     def failure(self) -> Optional[ConnectionFailed]:
@@ -188,10 +193,10 @@ class Connection:
     def _emit(self, event: ev.Event) -> None:
         self._events.append(event)
 
-    def _transition(self, event: ConnectionInput) -> None:
-        old = self._sm.process(event)
-        if old is not self._sm.state:
-            self._emit(ev.StateChanged(old=old, new=self._sm.state))
+    def _state_changed(self, old: Optional[ConnectionState]) -> None:
+        new = self._sm.state
+        if old is not None and old is not new:
+            self._emit(ev.StateChanged(old=old, new=new))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -201,14 +206,11 @@ class Connection:
         Raises:
             LocalProtocolError: not ``DISCONNECTED``.
         """
-        self._transition(ConnectionInput.CONNECT)
+        self._state_changed(self._sm.process(_I.CONNECT))
         self._open(now)
 
     def _open(self, now: float) -> None:
         self._ws = WSConnection(ConnectionType.CLIENT)
-        self._transport_active = True
-        self._requested = False
-        self._handshake_done = False
         self._message.clear()
         self._message_size = 0
         self._connect_deadline = now + self.config.connect_timeout
@@ -228,15 +230,9 @@ class Connection:
         Raises:
             LocalProtocolError: no transport was asked for, or it opened already.
         """
+        self._sm.process(_I.TRANSPORT_OPENED)
         ws_conn = self._ws
-        if (
-            not self._transport_active
-            or ws_conn is None
-            or ws_conn.state is not WSState.CONNECTING
-            or self._requested
-        ):
-            raise LocalProtocolError("no transport is being opened")
-        self._requested = True
+        assert ws_conn is not None  # the table allows this only on a socket
         self._last_received = now
         self._out += ws_conn.send(
             ws.Request(
@@ -248,18 +244,21 @@ class Connection:
 
     def transport_closed(self, now: float, reason: str = "connection closed") -> None:
         """The socket closed or failed. Ignored when the core already dropped it."""
-        if self._transport_active:
-            self._lose(now, reason, close=False)
+        # A transport that closed itself needs no CloseTransport.
+        self._lose(now, reason, close_code=None)
 
     def close(self) -> None:
         """Close the session: WebSocket close 1000, pending and held calls fail
         with ``SHUTDOWN``. Registrations are kept for a later ``connect()``.
         Idempotent; a ``FAILED`` connection stays ``FAILED``.
         """
-        if self._sm.state is ConnectionState.FAILED:
-            return
-        self._drop_transport("closed by the worker", _CLOSE_NORMAL)
-        self._transition(ConnectionInput.CLOSE)
+        socket = self._sm.socket
+        old = self._sm.process(_I.CLOSE)
+        if old is None:
+            return  # failed for good: nothing to close
+        if socket is not _NO_SOCKET:
+            self._drop_transport("closed by the worker", _CLOSE_NORMAL)
+        self._state_changed(old)
         self._backoff_deadline = None
         self._retries = 0
         self.worker_id = self.reattach_token = None
@@ -274,18 +273,18 @@ class Connection:
         ``FrameRejected`` events or drop the transport (and reconnect).
         """
         ws_conn = self._ws
-        if not self._transport_active or ws_conn is None or not data:
+        if self._sm.socket is _NO_SOCKET or ws_conn is None or not data:
             return  # (empty data is no news: EOF is ``transport_closed``)
         self._last_received = now
         try:
             ws_conn.receive_data(data)
             for event in ws_conn.events():
                 self._on_ws_event(event, now)
-                if not self._transport_active:
+                if self._sm.socket is _NO_SOCKET:
                     return
         except (WSRemoteProtocolError, UnicodeError) as exc:
             # wsproto lets a non-ASCII byte in a handshake header escape as UnicodeError.
-            self._lose(now, f"WebSocket handshake failed: {exc}", close=True)
+            self._lose(now, f"WebSocket handshake failed: {exc}", close_code=_CLOSE_PROTOCOL_ERROR)
 
     def _on_ws_event(self, event: ws.Event, now: float) -> None:
         if isinstance(event, ws.TextMessage):
@@ -295,7 +294,7 @@ class Connection:
         elif isinstance(event, ws.Ping):
             self._send_ws(event.response())
         elif isinstance(event, ws.AcceptConnection):
-            self._handshake_done = True
+            self._sm.process(_I.HANDSHAKE_ACCEPTED)
             self._next_ping = now + self.config.ping_interval
         elif isinstance(event, ws.CloseConnection):
             ws_conn = self._ws
@@ -304,7 +303,7 @@ class Connection:
                 self._lose(
                     now,
                     f"engine closed the connection ({event.code} {event.reason}".rstrip() + ")",
-                    close=True,
+                    close_code=_CLOSE_PROTOCOL_ERROR,
                 )
             else:
                 # wsproto could not parse the engine's bytes: close with its code
@@ -312,11 +311,14 @@ class Connection:
                 self._lose(
                     now,
                     f"bad WebSocket data from the engine: {event.reason}",
-                    close=True,
-                    code=event.code,
+                    close_code=event.code,
                 )
         elif isinstance(event, ws.RejectConnection):
-            self._lose(now, f"WebSocket upgrade refused: HTTP {event.status_code}", close=True)
+            self._lose(
+                now,
+                f"WebSocket upgrade refused: HTTP {event.status_code}",
+                close_code=_CLOSE_PROTOCOL_ERROR,
+            )
         # Pong needs nothing: any bytes already count as liveness.  RejectData
         # cannot arrive: the transport is dropped on RejectConnection.
 
@@ -334,8 +336,7 @@ class Connection:
             self._lose(
                 now,
                 f"engine message over the {self.config.max_message_size}-byte limit",
-                close=True,
-                code=_CLOSE_TOO_BIG,
+                close_code=_CLOSE_TOO_BIG,
             )
             return
         if not finished:
@@ -419,13 +420,7 @@ class Connection:
             if frame.code == FUNCTION_CONFLICT:
                 self._emit(ev.FunctionRejected(rejection=frame))
             else:
-                what = frame.worker_name or frame.function_id or "this worker"
-                self._fail_session(
-                    frame.code,
-                    f"engine refused {what!r} in namespace {frame.namespace!r} "
-                    f"(owner {frame.owner_worker_id or 'reserved'})",
-                    frame,
-                )
+                self._reject(frame)
         elif isinstance(frame, f.Ping):
             self._send_frame(f.Pong())
             self._emit(ev.PingReceived())
@@ -443,7 +438,9 @@ class Connection:
             )
 
     def _on_worker_registered(self, frame: f.WorkerRegistered) -> None:
-        if self._sm.state is not ConnectionState.CONNECTING:
+        try:
+            old = self._sm.process(_I.WORKER_REGISTERED)
+        except LocalProtocolError:
             self._emit(
                 ev.FrameRejected(
                     error=RemoteProtocolError(
@@ -453,6 +450,7 @@ class Connection:
                 )
             )
             return
+        self._state_changed(old)
         previous_id, previous_token = self.worker_id, self.reattach_token
         self.worker_id = frame.worker_id
         self.reattach_token = frame.reattach_token
@@ -487,7 +485,6 @@ class Connection:
                 if pending is not None:  # else its caller gave up (cancel)
                     pending.sent = True
                     self._send_text(text)
-        self._transition(ConnectionInput.WORKER_REGISTERED)
         self._emit(
             ev.Connected(
                 worker_id=frame.worker_id,
@@ -590,7 +587,9 @@ class Connection:
                 self._backoff_deadline,
                 self._connect_deadline,
                 self._next_ping,
-                self._last_received + self.config.idle_timeout if self._handshake_done else None,
+                self._last_received + self.config.idle_timeout
+                if self._sm.socket is SocketPhase.OPEN
+                else None,
             )
             if t is not None
         ]
@@ -619,16 +618,19 @@ class Connection:
                 )
         if self._backoff_deadline is not None and now >= self._backoff_deadline:
             self._backoff_deadline = None
-            self._transition(ConnectionInput.BACKOFF_ELAPSED)
+            self._state_changed(self._sm.process(_I.BACKOFF_ELAPSED))
             self._open(now)
-        if not self._transport_active:
+        socket = self._sm.socket
+        if socket is _NO_SOCKET:
             return
         if self._connect_deadline is not None and now >= self._connect_deadline:
-            self._lose(now, "timed out opening the connection", close=True)
-        elif self._handshake_done:
+            self._lose(now, "timed out opening the connection", close_code=_CLOSE_PROTOCOL_ERROR)
+        elif socket is SocketPhase.OPEN:
             if now - self._last_received >= self.config.idle_timeout:
                 self._lose(
-                    now, f"no data from the engine for {self.config.idle_timeout:g}s", close=True
+                    now,
+                    f"no data from the engine for {self.config.idle_timeout:g}s",
+                    close_code=_CLOSE_PROTOCOL_ERROR,
                 )
             elif self._next_ping is not None and now >= self._next_ping:
                 self._send_ws(ws.Ping(payload=b"iii"))
@@ -638,8 +640,6 @@ class Connection:
 
     def _drop_transport(self, reason: str, code: Optional[int]) -> None:
         """Forget the socket; ``code`` set: queue a Close and ask the transport to close it."""
-        if not self._transport_active:
-            return
         ws_conn = self._ws
         if code is not None:
             if ws_conn is not None and ws_conn.state is WSState.OPEN:
@@ -648,10 +648,8 @@ class Connection:
         else:
             # The socket is already gone: what was queued for it can go nowhere.
             self._out.clear()
-        self._transport_active = False
         self._ws = None
         self._announce_id = None
-        self._handshake_done = False
         self._message.clear()
         self._message_size = 0
         self._connect_deadline = None
@@ -662,17 +660,21 @@ class Connection:
             self._orphans.update(self._inbound)
             self._inbound.clear()
 
-    def _lose(
-        self, now: float, reason: str, *, close: bool, code: int = _CLOSE_PROTOCOL_ERROR
-    ) -> None:
-        # A transport that closed itself needs no CloseTransport.
-        self._drop_transport(reason, code if close else None)
+    def _lose(self, now: float, reason: str, *, close_code: Optional[int]) -> None:
+        """The socket is lost (``close_code``: we drop it): reconnect, or fail
+        when the policy allows no more retries.  Ignored without a socket."""
+        policy = self.config.reconnect
+        gives_up = policy.gives_up_after(self._retries)
+        old = self._sm.process(_I.RETRIES_EXHAUSTED if gives_up else _I.TRANSPORT_LOST)
+        if old is None:
+            return  # the core dropped this socket already
+        self._drop_transport(reason, close_code)
         self._fail_calls(
             "CONNECTION_LOST", f"connection lost ({reason}); outcome unknown", held_too=False
         )
-        policy = self.config.reconnect
-        if policy.gives_up_after(self._retries):
-            self._fail_session(
+        if gives_up:
+            self._failed(
+                old,
                 "RETRIES_EXHAUSTED",
                 f"gave up after {self._retries} reconnect attempts ({reason})",
                 None,
@@ -680,17 +682,27 @@ class Connection:
             return
         self._backoff_deadline = now + policy.delay(self._retries, self._random() * 2.0 - 1.0)
         self._retries += 1
-        self._transition(ConnectionInput.TRANSPORT_LOST)
+        self._state_changed(old)
 
-    def _fail_session(
-        self, code: str, message: str, rejection: Optional[f.RegistrationRejected]
-    ) -> None:
-        self._drop_transport(message, _CLOSE_NORMAL)
-        self._transition(
-            ConnectionInput.RETRIES_EXHAUSTED
-            if rejection is None
-            else ConnectionInput.FATAL_REJECTION
+    def _reject(self, rejection: f.RegistrationRejected) -> None:
+        """The engine refused this worker: the session fails for good."""
+        what = rejection.worker_name or rejection.function_id or "this worker"
+        message = (
+            f"engine refused {what!r} in namespace {rejection.namespace!r} "
+            f"(owner {rejection.owner_worker_id or 'reserved'})"
         )
+        old = self._sm.process(_I.FATAL_REJECTION)
+        self._drop_transport(message, _CLOSE_NORMAL)
+        self._failed(old, rejection.code, message, rejection)
+
+    def _failed(
+        self,
+        old: Optional[ConnectionState],
+        code: str,
+        message: str,
+        rejection: Optional[f.RegistrationRejected],
+    ) -> None:
+        self._state_changed(old)
         self._failure = ConnectionFailed(code, message)
         self._backoff_deadline = None
         self._fail_calls(code, message, held_too=True)
