@@ -10,10 +10,11 @@ and closing (``transport_opened`` / ``transport_closed``), writes whatever
 
 A session outlives its sockets.  Per socket it owns a ``wsproto`` client, the
 partial message being reassembled, the handshake and keep-alive clocks.  Per
-session it keeps the registrations (replayed on every connection), the calls
-waiting for a result (``_pending``), the calls held while disconnected
-(``_held``), the invocations this worker must still answer (``_inbound``),
-the engine's worker id and reattach token, and the retry counter.
+session it keeps the registrations (``_registry``: replayed on every
+connection), the calls waiting for a result, sent or held while disconnected
+(``_calls``), the invocations this worker must still answer (``_inbound``),
+the engine's worker id and reattach token, and the retry counter.  The phases
+of the session and of its socket change only through the table in ``_state``.
 
 On ``workerregistered`` the connection sends, in this order: ``reattach``
 (when an earlier connection had an id), the ``engine::workers::register``
@@ -28,12 +29,11 @@ their deadlines running, and a reconnect is scheduled per the policy.
 
 from __future__ import annotations
 
-import heapq
 import random as _random
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Optional, TypeVar, Union
+from typing import Optional, Union
 
 from wsproto import ConnectionType, WSConnection
 from wsproto import events as ws
@@ -42,8 +42,10 @@ from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from . import _frames as f
 from . import events as ev
+from ._calls import Inbound, Outbound
 from ._codec import decode_frame, encode_frame
 from ._json import JSON, loads
+from ._registry import Registry
 from ._state import ConnectionInput, ConnectionState, ConnectionStateMachine, SocketPhase
 from .config import Config
 from .errors import (
@@ -61,8 +63,6 @@ ANNOUNCE_FUNCTION_ID = "engine::workers::register"
 CALLER_WORKER_ID_KEY = "_caller_worker_id"
 FUNCTION_CONFLICT = "FUNCTION_NAMESPACE_CONFLICT"
 
-_R = TypeVar("_R", f.RegisterFunction, f.RegisterTriggerType, f.RegisterTrigger)
-
 _CHANNEL_KEY = '"channel_id"'
 
 _CLOSE_NORMAL = 1000
@@ -75,18 +75,6 @@ _NO_SOCKET = SocketPhase.NONE
 
 def _utf8_len(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
-class _Pending:
-    """An outbound call waiting for its result."""
-
-    __slots__ = ("deadline", "function_id", "sent", "timeout")
-
-    def __init__(self, function_id: str, deadline: float, timeout: float, sent: bool) -> None:
-        self.function_id = function_id
-        self.deadline = deadline
-        self.timeout = timeout
-        self.sent = sent
 
 
 class Connection:
@@ -132,14 +120,9 @@ class Connection:
         self._backoff_deadline: Optional[float] = None
         self._failure: Optional[ConnectionFailed] = None
         self._announce_id: Optional[str] = None
-        self._pending: dict[str, _Pending] = {}
-        self._deadlines: list[tuple[float, str]] = []
-        self._held: deque[tuple[Optional[str], str]] = deque()
-        self._inbound: dict[str, str] = {}
-        self._orphans: set[str] = set()
-        self._functions: dict[str, f.RegisterFunction] = {}
-        self._trigger_types: dict[str, f.RegisterTriggerType] = {}
-        self._triggers: dict[str, f.RegisterTrigger] = {}
+        self._calls = Outbound(self._events)
+        self._inbound = Inbound()
+        self._registry = Registry()
 
     # -- read-only views -------------------------------------------------------
 
@@ -159,23 +142,23 @@ class Connection:
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
+        return len(self._calls.pending)
 
     @property
     def held_count(self) -> int:
-        return len(self._held)
+        return self._calls.held_count
 
     @property
     def functions(self) -> dict[str, f.RegisterFunction]:
-        return dict(self._functions)
+        return dict(self._registry.functions)
 
     @property
     def trigger_types(self) -> dict[str, f.RegisterTriggerType]:
-        return dict(self._trigger_types)
+        return dict(self._registry.trigger_types)
 
     @property
     def triggers(self) -> dict[str, f.RegisterTrigger]:
-        return dict(self._triggers)
+        return dict(self._registry.triggers)
 
     # -- output ----------------------------------------------------------------
 
@@ -262,7 +245,7 @@ class Connection:
         self._backoff_deadline = None
         self._retries = 0
         self.worker_id = self.reattach_token = None
-        self._fail_calls("SHUTDOWN", "iii is shutting down", held_too=True)
+        self._calls.fail_all("SHUTDOWN", "iii is shutting down", held_too=True)
 
     # -- input -----------------------------------------------------------------
 
@@ -371,16 +354,9 @@ class Connection:
         obj = loads(text)
         invocation_id = obj.get("invocation_id") if isinstance(obj, dict) else None
         if isinstance(invocation_id, str):
-            pending = self._pending.get(invocation_id)
-            if pending is not None and pending.sent:
-                del self._pending[invocation_id]
-                self._emit(
-                    ev.InvocationFailed(
-                        invocation_id=invocation_id,
-                        function_id=pending.function_id,
-                        error=f.ErrorBody(code="UNKNOWN", message=f"malformed result: {exc}"),
-                    )
-                )
+            pending = self._calls.answered(invocation_id)
+            if pending is not None:
+                self._calls.fail(invocation_id, pending, "UNKNOWN", f"malformed result: {exc}")
 
     def _on_frame(self, frame: Union[f.Frame, f.UnknownFrame], text: str) -> None:
         if isinstance(frame, f.InvocationResult):
@@ -390,7 +366,7 @@ class Connection:
         elif isinstance(frame, f.WorkerRegistered):
             self._on_worker_registered(frame)
         elif isinstance(frame, f.RegisterTrigger):
-            if frame.trigger_type in self._trigger_types:
+            if self._registry.provides(frame.trigger_type):
                 self._emit(ev.TriggerRegistrationRequested(binding=frame))
             else:
                 self.send_trigger_registration_result(
@@ -473,18 +449,10 @@ class Connection:
                     action=None if announce_id is not None else f.TriggerActionVoid(),
                 )
             )
-        for registrations in (self._trigger_types, self._functions, self._triggers):
-            for registration in registrations.values():
-                self._send_frame(registration)
-        held, self._held = self._held, deque()
-        for invocation_id, text in held:
-            if invocation_id is None:
-                self._send_text(text)
-            else:
-                pending = self._pending.get(invocation_id)
-                if pending is not None:  # else its caller gave up (cancel)
-                    pending.sent = True
-                    self._send_text(text)
+        for registration in self._registry.replay():
+            self._send_frame(registration)
+        for text in self._calls.release_held():
+            self._send_text(text)
         self._emit(
             ev.Connected(
                 worker_id=frame.worker_id,
@@ -494,18 +462,18 @@ class Connection:
         )
 
     def _on_result(self, frame: f.InvocationResult) -> None:
-        if frame.invocation_id == self._announce_id:
+        invocation_id = frame.invocation_id
+        if invocation_id == self._announce_id:
             self._announce_id = None
             self._emit(ev.Announced(result=frame.result, error=frame.error))
             return
-        pending = self._pending.get(frame.invocation_id)
-        if pending is None or not pending.sent:
-            return  # late, unknown, or not ours: the engine drops these too
-        del self._pending[frame.invocation_id]
+        pending = self._calls.answered(invocation_id)
+        if pending is None:
+            return
         if frame.error is not None:
             self._emit(
                 ev.InvocationFailed(
-                    invocation_id=frame.invocation_id,
+                    invocation_id=invocation_id,
                     function_id=pending.function_id,
                     error=frame.error,
                 )
@@ -513,7 +481,7 @@ class Connection:
         else:
             self._emit(
                 ev.InvocationSucceeded(
-                    invocation_id=frame.invocation_id,
+                    invocation_id=invocation_id,
                     function_id=pending.function_id,
                     result=frame.result,
                 )
@@ -521,7 +489,7 @@ class Connection:
 
     def _on_invoke(self, frame: f.InvokeFunction, text: str) -> None:
         invocation_id = frame.invocation_id
-        function = self._functions.get(frame.function_id)
+        function = self._registry.function(frame.function_id)
         if function is None or function.invocation is not None:
             if invocation_id is not None:
                 code, message = (
@@ -540,19 +508,17 @@ class Connection:
                     )
                 )
             return
-        if invocation_id is not None:
-            # An orphan (from a lost socket) is still running in the app: a
-            # second invocation under its id could not be told apart from it.
-            if invocation_id in self._inbound or invocation_id in self._orphans:
-                self._emit(
-                    ev.FrameRejected(
-                        error=RemoteProtocolError(
-                            f"invocation {invocation_id} is already running", frame_type=frame.TYPE
-                        )
+        # An orphan (from a lost socket) is still running in the app: a
+        # second invocation under its id could not be told apart from it.
+        if invocation_id is not None and not self._inbound.start(invocation_id):
+            self._emit(
+                ev.FrameRejected(
+                    error=RemoteProtocolError(
+                        f"invocation {invocation_id} is already running", frame_type=frame.TYPE
                     )
                 )
-                return
-            self._inbound[invocation_id] = frame.function_id
+            )
+            return
         data = frame.data
         caller: Optional[str] = None
         if isinstance(data, dict) and CALLER_WORKER_ID_KEY in data:
@@ -577,13 +543,10 @@ class Connection:
 
     def get_timer(self) -> Optional[float]:
         """The next time ``handle_timer`` has work to do, or ``None``."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][1] not in self._pending:
-            heapq.heappop(deadlines)
         candidates = [
             t
             for t in (
-                deadlines[0][0] if deadlines else None,
+                self._calls.next_deadline(),
                 self._backoff_deadline,
                 self._connect_deadline,
                 self._next_ping,
@@ -597,25 +560,7 @@ class Connection:
 
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``: timeouts, reconnects, keep-alive."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, invocation_id = heapq.heappop(deadlines)
-            pending = self._pending.get(invocation_id)
-            if pending is not None and pending.deadline <= now:
-                del self._pending[invocation_id]
-                if not pending.sent:
-                    # Free its place in the bounded queue of held calls.
-                    self._held = deque(h for h in self._held if h[0] != invocation_id)
-                self._emit(
-                    ev.InvocationFailed(
-                        invocation_id=invocation_id,
-                        function_id=pending.function_id,
-                        error=f.ErrorBody(
-                            code="TIMEOUT",
-                            message=f"invocation timed out after {round(pending.timeout * 1000)}ms",
-                        ),
-                    )
-                )
+        self._calls.expire(now)
         if self._backoff_deadline is not None and now >= self._backoff_deadline:
             self._backoff_deadline = None
             self._state_changed(self._sm.process(_I.BACKOFF_ELAPSED))
@@ -654,11 +599,9 @@ class Connection:
         self._message_size = 0
         self._connect_deadline = None
         self._next_ping = None
-        if self._inbound:
-            # Their results can no longer be delivered: the engine has already
-            # failed them with invocation_stopped.
-            self._orphans.update(self._inbound)
-            self._inbound.clear()
+        # Their results can no longer be delivered: the engine has already
+        # failed them with invocation_stopped.
+        self._inbound.orphan_all()
 
     def _lose(self, now: float, reason: str, *, close_code: Optional[int]) -> None:
         """The socket is lost (``close_code``: we drop it): reconnect, or fail
@@ -669,7 +612,7 @@ class Connection:
         if old is None:
             return  # the core dropped this socket already
         self._drop_transport(reason, close_code)
-        self._fail_calls(
+        self._calls.fail_all(
             "CONNECTION_LOST", f"connection lost ({reason}); outcome unknown", held_too=False
         )
         if gives_up:
@@ -705,28 +648,8 @@ class Connection:
         self._state_changed(old)
         self._failure = ConnectionFailed(code, message)
         self._backoff_deadline = None
-        self._fail_calls(code, message, held_too=True)
+        self._calls.fail_all(code, message, held_too=True)
         self._emit(ev.ConnectionFailedEvent(code=code, message=message, rejection=rejection))
-
-    def _fail_calls(self, code: str, message: str, *, held_too: bool) -> None:
-        failed = [
-            (invocation_id, pending)
-            for invocation_id, pending in self._pending.items()
-            if held_too or pending.sent
-        ]
-        for invocation_id, pending in failed:
-            del self._pending[invocation_id]
-            self._emit(
-                ev.InvocationFailed(
-                    invocation_id=invocation_id,
-                    function_id=pending.function_id,
-                    error=f.ErrorBody(code=code, message=message),
-                )
-            )
-        if held_too:
-            self._held.clear()
-        if not self._pending:
-            self._deadlines.clear()
 
     # -- sending ---------------------------------------------------------------
 
@@ -816,18 +739,20 @@ class Connection:
         )
         text = self._encode_checked(frame, function_id)
         connected = self._connected
-        if not connected and len(self._held) >= self.config.max_held_calls:
+        if not connected and self._calls.held_count >= self.config.max_held_calls:
             raise HeldCallsFull(self.config.max_held_calls, function_id=function_id)
-        if invocation_id is not None:
-            if timeout is None:
-                timeout = self.config.invocation_timeout
-            deadline = now + timeout
-            self._pending[invocation_id] = _Pending(function_id, deadline, timeout, connected)
-            heapq.heappush(self._deadlines, (deadline, invocation_id))
+        if timeout is None:
+            timeout = self.config.invocation_timeout
+        self._calls.add(
+            invocation_id,
+            function_id,
+            text,
+            deadline=now + timeout,
+            timeout=timeout,
+            sent=connected,
+        )
         if connected:
             self._send_text(text)
-        else:
-            self._held.append((invocation_id, text))
         return invocation_id
 
     def cancel(self, invocation_id: str) -> bool:
@@ -835,7 +760,7 @@ class Connection:
 
         Returns whether it was pending.  No event is emitted for it.
         """
-        return self._pending.pop(invocation_id, None) is not None
+        return self._calls.cancel(invocation_id)
 
     def send_result(
         self,
@@ -860,11 +785,8 @@ class Connection:
             LocalProtocolError: no such invocation is waiting for an answer
                 (never received, or answered already).
         """
-        if invocation_id in self._orphans:
-            self._orphans.discard(invocation_id)
+        if not self._inbound.finish(invocation_id):
             return False
-        if self._inbound.pop(invocation_id, None) is None:
-            raise LocalProtocolError(f"invocation {invocation_id!r} is not awaiting a result")
         frame = f.InvocationResult(
             invocation_id=invocation_id,
             function_id=function_id,
@@ -911,11 +833,14 @@ class Connection:
 
     # -- commands: registrations -----------------------------------------------
 
-    def _register(self, frame: f.Frame) -> None:
+    def _register(
+        self, frame: Union[f.RegisterFunction, f.RegisterTriggerType, f.RegisterTrigger]
+    ) -> None:
         self._check_usable()
         text = encode_frame(frame)  # refuse a non-JSON registration before recording it
         if self._connected:
             self._send_text(text)
+        self._registry.add(frame)
 
     def register_function(self, frame: f.RegisterFunction) -> None:
         """Record a function (replayed on every connection) and send it if connected.
@@ -927,23 +852,16 @@ class Connection:
             ConnectionFailed: the session failed for good.
         """
         self._register(frame)
-        self._functions[frame.id] = frame
 
     def register_trigger_type(self, frame: f.RegisterTriggerType) -> None:
         """As ``register_function``, for a trigger type this worker provides."""
         self._register(frame)
-        self._trigger_types[frame.id] = frame
 
     def register_trigger(self, frame: f.RegisterTrigger) -> None:
         """As ``register_function``, for a binding (its ``id`` is kept across reconnects)."""
         self._register(frame)
-        self._triggers[frame.id] = frame
 
-    def _unregister(self, registry: dict[str, _R], key: str, frame: f.Frame) -> None:
-        self._check_usable()
-        if key not in registry:
-            raise LocalProtocolError(f"{key!r} is not registered")
-        del registry[key]
+    def _unregistered(self, frame: f.Frame) -> None:
         if self._connected:
             self._send_frame(frame)
 
@@ -953,28 +871,15 @@ class Connection:
         Raises:
             LocalProtocolError: it is not registered.
         """
-        self._unregister(
-            self._functions,
-            function_id,
-            f.UnregisterFunction(id=function_id),
-        )
+        self._check_usable()
+        self._unregistered(self._registry.remove_function(function_id))
 
     def unregister_trigger_type(self, trigger_type_id: str) -> None:
         """Forget a trigger type (engines up to 0.23 ignore the frame)."""
-        registered = self._trigger_types.get(trigger_type_id)
-        namespace = registered.namespace if registered is not None else None
-        self._unregister(
-            self._trigger_types,
-            trigger_type_id,
-            f.UnregisterTriggerType(id=trigger_type_id, namespace=namespace),
-        )
+        self._check_usable()
+        self._unregistered(self._registry.remove_trigger_type(trigger_type_id))
 
     def unregister_trigger(self, binding_id: str) -> None:
         """Remove a binding this worker registered."""
-        registered = self._triggers.get(binding_id)
-        trigger_type = registered.trigger_type if registered is not None else None
-        self._unregister(
-            self._triggers,
-            binding_id,
-            f.UnregisterTrigger(id=binding_id, trigger_type=trigger_type),
-        )
+        self._check_usable()
+        self._unregistered(self._registry.remove_trigger(binding_id))
