@@ -213,7 +213,7 @@ class _Session:
             conn.send_trigger_registration_result(b.id, b.trigger_type, b.function_id)
         assert conn.state is not None
         # Bounded buffers, whatever arrived.
-        assert conn._message_size <= CONFIG.max_message_size
+        assert conn._framing.buffered <= CONFIG.max_message_size
         assert conn.held_count <= CONFIG.max_held_calls
         assert conn.pending_count <= len(self.calls)
 

@@ -8,13 +8,21 @@ and closing (``transport_opened`` / ``transport_closed``), writes whatever
 ``handle_timer(now)``.  Everything the application must react to comes out of
 ``events()``.  Time is always passed in; this module never reads a clock.
 
-A session outlives its sockets.  Per socket it owns a ``wsproto`` client, the
-partial message being reassembled, the handshake and keep-alive clocks.  Per
-session it keeps the registrations (``_registry``: replayed on every
-connection), the calls waiting for a result, sent or held while disconnected
-(``_calls``), the invocations this worker must still answer (``_inbound``),
-the engine's worker id and reattach token, and the retry counter.  The phases
-of the session and of its socket change only through the table in ``_state``.
+A session outlives its sockets.  ``Connection`` is the facade over its parts:
+
+* ``_state``: the table of every phase (session state and socket phase);
+  every change of either goes through it, and ``Connection`` performs the
+  side effects of each input;
+* ``_framing``: the WebSocket of the current socket (upgrade, reassembly,
+  fragmentation, pings) and the bytes queued for the transport;
+* ``_calls``: calls waiting for a result (sent or held while disconnected)
+  and invocations this worker must still answer;
+* ``_registry``: functions, trigger types and bindings, replayed on every
+  connection;
+* ``_timers``: handshake deadline, keep-alive and reconnect backoff.
+
+Here remain the session itself (the engine's worker id and reattach token,
+the retry counter, why it failed) and what each frame from the engine means.
 
 On ``workerregistered`` the connection sends, in this order: ``reattach``
 (when an earlier connection had an id), the ``engine::workers::register``
@@ -35,18 +43,15 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Optional, Union
 
-from wsproto import ConnectionType, WSConnection
-from wsproto import events as ws
-from wsproto.connection import ConnectionState as WSState
-from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
-
 from . import _frames as f
 from . import events as ev
 from ._calls import Inbound, Outbound
 from ._codec import decode_frame, encode_frame
+from ._framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, Accepted, Framing, Lost, utf8_len
 from ._json import JSON, loads
 from ._registry import Registry
 from ._state import ConnectionInput, ConnectionState, ConnectionStateMachine, SocketPhase
+from ._timers import Timers
 from .config import Config
 from .errors import (
     ConnectionFailed,
@@ -65,16 +70,8 @@ FUNCTION_CONFLICT = "FUNCTION_NAMESPACE_CONFLICT"
 
 _CHANNEL_KEY = '"channel_id"'
 
-_CLOSE_NORMAL = 1000
-_CLOSE_PROTOCOL_ERROR = 1002
-_CLOSE_TOO_BIG = 1009
-
 _I = ConnectionInput
 _NO_SOCKET = SocketPhase.NONE
-
-
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 class Connection:
@@ -101,28 +98,22 @@ class Connection:
         self._new_id = new_id if new_id is not None else (lambda: str(uuid.uuid4()))
         self._sm = ConnectionStateMachine()
         self._events: deque[ev.Event] = deque()
-        self._out = bytearray()
+        self._framing = Framing(self.config)
+        # The bytes queued for the transport (one buffer, owned by the framing;
+        # tests/transports reads its size).
+        self._out = self._framing.out
+        self._timers = Timers(self.config)
+        self._calls = Outbound(self._events)
+        self._inbound = Inbound()
+        self._registry = Registry()
 
-        # per socket
-        self._ws: Optional[WSConnection] = None
-        self._message: list[str] = []
-        self._message_size = 0
-        self._message_binary = False
-        self._connect_deadline: Optional[float] = None
-        self._last_received = 0.0
-        self._next_ping: Optional[float] = None
-
-        # per session
+        # the session
         self.worker_id: Optional[str] = None
         self.reattach_token: Optional[str] = None
         self.features: tuple[str, ...] = ()
         self._retries = 0
-        self._backoff_deadline: Optional[float] = None
         self._failure: Optional[ConnectionFailed] = None
         self._announce_id: Optional[str] = None
-        self._calls = Outbound(self._events)
-        self._inbound = Inbound()
-        self._registry = Registry()
 
     # -- read-only views -------------------------------------------------------
 
@@ -164,9 +155,10 @@ class Connection:
 
     def data_to_send(self) -> bytes:
         """Everything queued for the socket since the last call."""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        data = bytes(out)
+        out.clear()
+        return data
 
     def events(self) -> Iterator[ev.Event]:
         """Drain the events produced so far."""
@@ -193,11 +185,8 @@ class Connection:
         self._open(now)
 
     def _open(self, now: float) -> None:
-        self._ws = WSConnection(ConnectionType.CLIENT)
-        self._message.clear()
-        self._message_size = 0
-        self._connect_deadline = now + self.config.connect_timeout
-        self._next_ping = None
+        self._framing.start()
+        self._timers.socket_opening(now)
         self._emit(
             ev.OpenTransport(
                 host=self._address.host,
@@ -214,16 +203,8 @@ class Connection:
             LocalProtocolError: no transport was asked for, or it opened already.
         """
         self._sm.process(_I.TRANSPORT_OPENED)
-        ws_conn = self._ws
-        assert ws_conn is not None  # the table allows this only on a socket
-        self._last_received = now
-        self._out += ws_conn.send(
-            ws.Request(
-                host=self._address.host_header,
-                target=self._address.target,
-                extra_headers=[(k.encode(), v.encode()) for k, v in self.config.headers],
-            )
-        )
+        self._timers.last_received = now
+        self._framing.request(self._address.host_header, self._address.target, self.config.headers)
 
     def transport_closed(self, now: float, reason: str = "connection closed") -> None:
         """The socket closed or failed. Ignored when the core already dropped it."""
@@ -240,12 +221,74 @@ class Connection:
         if old is None:
             return  # failed for good: nothing to close
         if socket is not _NO_SOCKET:
-            self._drop_transport("closed by the worker", _CLOSE_NORMAL)
+            self._drop_socket("closed by the worker", CLOSE_NORMAL)
         self._state_changed(old)
-        self._backoff_deadline = None
+        self._timers.backoff = None
         self._retries = 0
         self.worker_id = self.reattach_token = None
         self._calls.fail_all("SHUTDOWN", "iii is shutting down", held_too=True)
+
+    # -- transport loss and failure --------------------------------------------
+
+    def _drop_socket(self, reason: str, close_code: Optional[int]) -> None:
+        """Forget the socket; ``close_code`` set: queue a Close and ask the
+        transport to close it (``None``: it closed itself)."""
+        if close_code is not None:
+            self._emit(ev.CloseTransport(reason=reason))
+        self._framing.stop(close_code)
+        self._timers.socket_dropped()
+        self._announce_id = None
+        # Their results can no longer be delivered: the engine has already
+        # failed them with invocation_stopped.
+        self._inbound.orphan_all()
+
+    def _lose(self, now: float, reason: str, *, close_code: Optional[int]) -> None:
+        """The socket is lost (``close_code``: we drop it): reconnect, or fail
+        when the policy allows no more retries.  Ignored without a socket."""
+        policy = self.config.reconnect
+        gives_up = policy.gives_up_after(self._retries)
+        old = self._sm.process(_I.RETRIES_EXHAUSTED if gives_up else _I.TRANSPORT_LOST)
+        if old is None:
+            return  # the core dropped this socket already
+        self._drop_socket(reason, close_code)
+        self._calls.fail_all(
+            "CONNECTION_LOST", f"connection lost ({reason}); outcome unknown", held_too=False
+        )
+        if gives_up:
+            self._failed(
+                old,
+                "RETRIES_EXHAUSTED",
+                f"gave up after {self._retries} reconnect attempts ({reason})",
+                None,
+            )
+            return
+        self._timers.backoff = now + policy.delay(self._retries, self._random() * 2.0 - 1.0)
+        self._retries += 1
+        self._state_changed(old)
+
+    def _reject(self, rejection: f.RegistrationRejected) -> None:
+        """The engine refused this worker: the session fails for good."""
+        what = rejection.worker_name or rejection.function_id or "this worker"
+        message = (
+            f"engine refused {what!r} in namespace {rejection.namespace!r} "
+            f"(owner {rejection.owner_worker_id or 'reserved'})"
+        )
+        old = self._sm.process(_I.FATAL_REJECTION)
+        self._drop_socket(message, CLOSE_NORMAL)
+        self._failed(old, rejection.code, message, rejection)
+
+    def _failed(
+        self,
+        old: Optional[ConnectionState],
+        code: str,
+        message: str,
+        rejection: Optional[f.RegistrationRejected],
+    ) -> None:
+        self._state_changed(old)
+        self._failure = ConnectionFailed(code, message)
+        self._timers.backoff = None
+        self._calls.fail_all(code, message, held_too=True)
+        self._emit(ev.ConnectionFailedEvent(code=code, message=message, rejection=rejection))
 
     # -- input -----------------------------------------------------------------
 
@@ -255,87 +298,30 @@ class Connection:
         Never raises for anything the peer sends: protocol violations become
         ``FrameRejected`` events or drop the transport (and reconnect).
         """
-        ws_conn = self._ws
-        if self._sm.socket is _NO_SOCKET or ws_conn is None or not data:
+        sm = self._sm
+        if sm.socket is _NO_SOCKET or not data:
             return  # (empty data is no news: EOF is ``transport_closed``)
-        self._last_received = now
-        try:
-            ws_conn.receive_data(data)
-            for event in ws_conn.events():
-                self._on_ws_event(event, now)
-                if self._sm.socket is _NO_SOCKET:
-                    return
-        except (WSRemoteProtocolError, UnicodeError) as exc:
-            # wsproto lets a non-ASCII byte in a handshake header escape as UnicodeError.
-            self._lose(now, f"WebSocket handshake failed: {exc}", close_code=_CLOSE_PROTOCOL_ERROR)
-
-    def _on_ws_event(self, event: ws.Event, now: float) -> None:
-        if isinstance(event, ws.TextMessage):
-            self._on_message_part(event.data, event.message_finished, False, now)
-        elif isinstance(event, ws.BytesMessage):
-            self._on_message_part(event.data, event.message_finished, True, now)
-        elif isinstance(event, ws.Ping):
-            self._send_ws(event.response())
-        elif isinstance(event, ws.AcceptConnection):
-            self._sm.process(_I.HANDSHAKE_ACCEPTED)
-            self._next_ping = now + self.config.ping_interval
-        elif isinstance(event, ws.CloseConnection):
-            ws_conn = self._ws
-            if ws_conn is not None and ws_conn.state is WSState.REMOTE_CLOSING:
-                self._out += ws_conn.send(event.response())
-                self._lose(
-                    now,
-                    f"engine closed the connection ({event.code} {event.reason}".rstrip() + ")",
-                    close_code=_CLOSE_PROTOCOL_ERROR,
-                )
-            else:
-                # wsproto could not parse the engine's bytes: close with its code
-                # (1002, or 1007 for invalid UTF-8).
-                self._lose(
-                    now,
-                    f"bad WebSocket data from the engine: {event.reason}",
-                    close_code=event.code,
-                )
-        elif isinstance(event, ws.RejectConnection):
-            self._lose(
-                now,
-                f"WebSocket upgrade refused: HTTP {event.status_code}",
-                close_code=_CLOSE_PROTOCOL_ERROR,
-            )
-        # Pong needs nothing: any bytes already count as liveness.  RejectData
-        # cannot arrive: the transport is dropped on RejectConnection.
-
-    def _on_message_part(
-        self, data: Union[str, bytes, bytearray], finished: bool, binary: bool, now: float
-    ) -> None:
-        if not self._message and self._message_size == 0:
-            self._message_binary = binary
-        if isinstance(data, str):
-            self._message_size += _utf8_len(data)
-            self._message.append(data)
-        else:
-            self._message_size += len(data)
-        if self._message_size > self.config.max_message_size:
-            self._lose(
-                now,
-                f"engine message over the {self.config.max_message_size}-byte limit",
-                close_code=_CLOSE_TOO_BIG,
-            )
-            return
-        if not finished:
-            return
-        text = "".join(self._message)
-        self._message.clear()
-        self._message_size = 0
-        if self._message_binary:
-            self._emit(
-                ev.FrameRejected(
-                    error=RemoteProtocolError(
-                        "binary message on the control socket (the engine sends text only)"
+        self._timers.last_received = now
+        for item in self._framing.receive(data):
+            if type(item) is str:
+                self._on_message(item)
+            elif type(item) is Lost:
+                self._lose(now, item.reason, close_code=item.code)
+            elif type(item) is Accepted:
+                sm.process(_I.HANDSHAKE_ACCEPTED)
+                self._timers.socket_open(now)
+            else:  # BinaryMessage
+                self._emit(
+                    ev.FrameRejected(
+                        error=RemoteProtocolError(
+                            "binary message on the control socket (the engine sends text only)"
+                        )
                     )
                 )
-            )
-            return
+            if sm.socket is _NO_SOCKET:
+                return  # dropped: the rest is for nobody
+
+    def _on_message(self, text: str) -> None:
         if not text.strip():
             return
         try:
@@ -431,7 +417,7 @@ class Connection:
         self.worker_id = frame.worker_id
         self.reattach_token = frame.reattach_token
         self.features = tuple(frame.features or ())
-        self._connect_deadline = None
+        self._timers.connect = None
         self._retries = 0
         if previous_id is not None:
             self._send_frame(
@@ -452,7 +438,7 @@ class Connection:
         for registration in self._registry.replay():
             self._send_frame(registration)
         for text in self._calls.release_held():
-            self._send_text(text)
+            self._framing.send_text(text)
         self._emit(
             ev.Connected(
                 worker_id=frame.worker_id,
@@ -543,113 +529,27 @@ class Connection:
 
     def get_timer(self) -> Optional[float]:
         """The next time ``handle_timer`` has work to do, or ``None``."""
-        candidates = [
-            t
-            for t in (
-                self._calls.next_deadline(),
-                self._backoff_deadline,
-                self._connect_deadline,
-                self._next_ping,
-                self._last_received + self.config.idle_timeout
-                if self._sm.socket is SocketPhase.OPEN
-                else None,
-            )
-            if t is not None
-        ]
-        return min(candidates) if candidates else None
+        return self._timers.next_deadline(self._calls.next_deadline())
 
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``: timeouts, reconnects, keep-alive."""
         self._calls.expire(now)
-        if self._backoff_deadline is not None and now >= self._backoff_deadline:
-            self._backoff_deadline = None
+        timers = self._timers
+        if timers.backoff_due(now):
             self._state_changed(self._sm.process(_I.BACKOFF_ELAPSED))
             self._open(now)
-        socket = self._sm.socket
-        if socket is _NO_SOCKET:
+        if self._sm.socket is _NO_SOCKET:
             return
-        if self._connect_deadline is not None and now >= self._connect_deadline:
-            self._lose(now, "timed out opening the connection", close_code=_CLOSE_PROTOCOL_ERROR)
-        elif socket is SocketPhase.OPEN:
-            if now - self._last_received >= self.config.idle_timeout:
-                self._lose(
-                    now,
-                    f"no data from the engine for {self.config.idle_timeout:g}s",
-                    close_code=_CLOSE_PROTOCOL_ERROR,
-                )
-            elif self._next_ping is not None and now >= self._next_ping:
-                self._send_ws(ws.Ping(payload=b"iii"))
-                self._next_ping = now + self.config.ping_interval
-
-    # -- transport loss and failure --------------------------------------------
-
-    def _drop_transport(self, reason: str, code: Optional[int]) -> None:
-        """Forget the socket; ``code`` set: queue a Close and ask the transport to close it."""
-        ws_conn = self._ws
-        if code is not None:
-            if ws_conn is not None and ws_conn.state is WSState.OPEN:
-                self._out += ws_conn.send(ws.CloseConnection(code=code))
-            self._emit(ev.CloseTransport(reason=reason))
-        else:
-            # The socket is already gone: what was queued for it can go nowhere.
-            self._out.clear()
-        self._ws = None
-        self._announce_id = None
-        self._message.clear()
-        self._message_size = 0
-        self._connect_deadline = None
-        self._next_ping = None
-        # Their results can no longer be delivered: the engine has already
-        # failed them with invocation_stopped.
-        self._inbound.orphan_all()
-
-    def _lose(self, now: float, reason: str, *, close_code: Optional[int]) -> None:
-        """The socket is lost (``close_code``: we drop it): reconnect, or fail
-        when the policy allows no more retries.  Ignored without a socket."""
-        policy = self.config.reconnect
-        gives_up = policy.gives_up_after(self._retries)
-        old = self._sm.process(_I.RETRIES_EXHAUSTED if gives_up else _I.TRANSPORT_LOST)
-        if old is None:
-            return  # the core dropped this socket already
-        self._drop_transport(reason, close_code)
-        self._calls.fail_all(
-            "CONNECTION_LOST", f"connection lost ({reason}); outcome unknown", held_too=False
-        )
-        if gives_up:
-            self._failed(
-                old,
-                "RETRIES_EXHAUSTED",
-                f"gave up after {self._retries} reconnect attempts ({reason})",
-                None,
+        if timers.connect_due(now):
+            self._lose(now, "timed out opening the connection", close_code=CLOSE_PROTOCOL_ERROR)
+        elif timers.idle_due(now):
+            self._lose(
+                now,
+                f"no data from the engine for {self.config.idle_timeout:g}s",
+                close_code=CLOSE_PROTOCOL_ERROR,
             )
-            return
-        self._backoff_deadline = now + policy.delay(self._retries, self._random() * 2.0 - 1.0)
-        self._retries += 1
-        self._state_changed(old)
-
-    def _reject(self, rejection: f.RegistrationRejected) -> None:
-        """The engine refused this worker: the session fails for good."""
-        what = rejection.worker_name or rejection.function_id or "this worker"
-        message = (
-            f"engine refused {what!r} in namespace {rejection.namespace!r} "
-            f"(owner {rejection.owner_worker_id or 'reserved'})"
-        )
-        old = self._sm.process(_I.FATAL_REJECTION)
-        self._drop_transport(message, _CLOSE_NORMAL)
-        self._failed(old, rejection.code, message, rejection)
-
-    def _failed(
-        self,
-        old: Optional[ConnectionState],
-        code: str,
-        message: str,
-        rejection: Optional[f.RegistrationRejected],
-    ) -> None:
-        self._state_changed(old)
-        self._failure = ConnectionFailed(code, message)
-        self._backoff_deadline = None
-        self._calls.fail_all(code, message, held_too=True)
-        self._emit(ev.ConnectionFailedEvent(code=code, message=message, rejection=rejection))
+        elif timers.ping_due(now):
+            self._framing.ping()
 
     # -- sending ---------------------------------------------------------------
 
@@ -657,37 +557,14 @@ class Connection:
     def _connected(self) -> bool:
         return self._sm.state is ConnectionState.CONNECTED
 
-    def _send_ws(self, event: ws.Event) -> None:
-        ws_conn = self._ws
-        # Callers only run on an open socket (a Close drops it at once).
-        if ws_conn is not None and ws_conn.state is WSState.OPEN:  # pragma: no branch
-            self._out += ws_conn.send(event)
-
     def _send_frame(self, frame: f.Frame) -> None:
-        self._send_text(encode_frame(frame))
-
-    def _send_text(self, text: str) -> None:
-        ws_conn = self._ws
-        if ws_conn is None or ws_conn.state is not WSState.OPEN:
-            return  # pragma: no cover - callers check the state first
-        threshold = self.config.fragment_threshold
-        if len(text) <= threshold // 4 or _utf8_len(text) <= threshold:
-            self._out += ws_conn.send(ws.Message(data=text))
-            return
-        # Large messages go out as continuation frames of whole characters, so
-        # every fragment is valid UTF-8 on its own.
-        step = self.config.fragment_size
-        for start in range(0, len(text), step):
-            end = start + step
-            self._out += ws_conn.send(
-                ws.Message(data=text[start:end], message_finished=end >= len(text))
-            )
+        self._framing.send_text(encode_frame(frame))
 
     def _encode_checked(self, frame: f.Frame, function_id: Optional[str]) -> str:
         text = encode_frame(frame)
         limit = self.config.max_message_size
         if len(text) * 4 > limit:
-            size = _utf8_len(text)
+            size = utf8_len(text)
             if size > limit:
                 raise PayloadTooLarge(size, limit, function_id=function_id)
         return text
@@ -752,7 +629,7 @@ class Connection:
             sent=connected,
         )
         if connected:
-            self._send_text(text)
+            self._framing.send_text(text)
         return invocation_id
 
     def cancel(self, invocation_id: str) -> bool:
@@ -804,7 +681,7 @@ class Connection:
                     error=f.ErrorBody(code=exc.code, message=f"result not sent: {exc.message}"),
                 )
             )
-        self._send_text(text)
+        self._framing.send_text(text)
         return True
 
     # -- commands: triggers ----------------------------------------------------
@@ -839,7 +716,7 @@ class Connection:
         self._check_usable()
         text = encode_frame(frame)  # refuse a non-JSON registration before recording it
         if self._connected:
-            self._send_text(text)
+            self._framing.send_text(text)
         self._registry.add(frame)
 
     def register_function(self, frame: f.RegisterFunction) -> None:

@@ -165,7 +165,7 @@ def test_a_connected_worker_survives_any_engine_stream(stream: bytes, data: st.D
     conn.register_function(RegisterFunction(id="f"))
     for chunk in data.draw(iii_st.chunked(stream)):
         conn.receive_data(chunk, 0.0)  # never raises
-        assert conn._message_size <= LIMIT
+        assert conn._framing.buffered <= LIMIT
     _events_ok(list(conn.events()))
     conn.close()
     assert conn.state in (ConnectionState.DISCONNECTED, ConnectionState.FAILED)
