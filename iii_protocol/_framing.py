@@ -157,9 +157,9 @@ class Framing:
             for event in ws_conn.events():
                 item: Union[str, SocketEvent, None]
                 if isinstance(event, ws.TextMessage):
-                    item = self._part(event.data, event.message_finished, False)
+                    item = self._text(event.data, event.message_finished)
                 elif isinstance(event, ws.BytesMessage):
-                    item = self._part(event.data, event.message_finished, True)
+                    item = self._bytes(event.data, event.message_finished)
                 else:
                     item = self._control(ws_conn, event)
                 if item is not None:
@@ -170,27 +170,32 @@ class Framing:
             # wsproto lets a non-ASCII byte in a handshake header escape as UnicodeError.
             yield Lost(f"WebSocket handshake failed: {exc}")
 
-    def _part(
-        self, data: Union[str, bytes, bytearray], finished: bool, binary: bool
-    ) -> Union[str, BinaryMessage, Lost, None]:
-        """Add a fragment; returns the whole message once it is finished."""
+    def _text(self, data: str, finished: bool) -> Union[str, BinaryMessage, Lost, None]:
         parts = self._parts
         if not parts and self._size == 0:
-            if finished and not binary:
+            if finished:
                 # One frame, one message: the common case.
-                if utf8_len(data) > self._max_message_size:  # type: ignore[arg-type]
-                    return self._too_big()
-                return data  # type: ignore[return-value]
-            self._binary = binary
-        if isinstance(data, str):
-            self._size += utf8_len(data)
-            parts.append(data)
-        else:
-            self._size += len(data)
+                return data if utf8_len(data) <= self._max_message_size else self._too_big()
+            self._binary = False
+        self._size += utf8_len(data)
+        parts.append(data)
+        return self._added(finished)
+
+    def _bytes(
+        self, data: Union[bytes, bytearray], finished: bool
+    ) -> Union[str, BinaryMessage, Lost, None]:
+        if not self._parts and self._size == 0:
+            self._binary = True
+        self._size += len(data)
+        return self._added(finished)
+
+    def _added(self, finished: bool) -> Union[str, BinaryMessage, Lost, None]:
+        """A fragment was added; returns the whole message once it is finished."""
         if self._size > self._max_message_size:
             return self._too_big()
         if not finished:
             return None
+        parts = self._parts
         text = "".join(parts)
         parts.clear()
         self._size = 0
