@@ -52,6 +52,7 @@ from iii_protocol import (
     RegisterFunction,
     RegisterTrigger,
     RegisterTriggerType,
+    SocketPhase,
     WorkerRegistered,
     decode_frame,
     encode_frame,
@@ -208,7 +209,7 @@ class _Session:
             conn.send_trigger_registration_result(b.id, b.trigger_type, b.function_id)
         assert conn.state is not None
         # Bounded buffers, whatever arrived.
-        assert conn._message_size <= CONFIG.max_message_size
+        assert conn._framing.buffered <= CONFIG.max_message_size
         assert conn.held_count <= CONFIG.max_held_calls
         assert conn.pending_count <= len(self.calls)
 
@@ -244,7 +245,7 @@ class _Session:
         sock = self.open_socket()
         sock.upgraded()
         self.feed(self.answer(sock))
-        assert self.conn._handshake_done
+        assert self.conn.socket_phase is SocketPhase.OPEN
         if greet:
             n = len(self.sockets)
             previous = self.conn.worker_id

@@ -56,7 +56,7 @@ from ._frames import (
     WorkerRegistered,
 )
 from ._json import JSON, JSONObject
-from ._state import TRANSITIONS, ConnectionInput, ConnectionState
+from ._state import PHASES, TRANSITIONS, ConnectionInput, ConnectionState, SocketPhase
 from .config import DEFAULT_ENGINE_URL, Config, EngineAddress, ReconnectPolicy, parse_engine_url
 from .errors import (
     ConnectError,
@@ -82,6 +82,7 @@ __all__ = [
     "JSONObject",
     "KNOWN_FRAMES",
     "NEED_DATA",
+    "PHASES",
     "TRANSITIONS",
     "ChannelClosed",
     "ChannelConnection",
@@ -129,6 +130,7 @@ __all__ = [
     "RegisterTriggerType",
     "RegistrationRejected",
     "RemoteProtocolError",
+    "SocketPhase",
     "StreamChannelRef",
     "TransportError",
     "TriggerAction",
