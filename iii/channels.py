@@ -50,6 +50,7 @@ generator asking for the socket's output to be written or for one more read;
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import threading
 import time
@@ -75,6 +76,15 @@ from iii_protocol import (
 from iii_transports import anyio as async_streams
 from iii_transports import blocking as blocking_streams
 
+from ._channel_values import (
+    MAX_FRAME_SIZE,
+    ChannelDirection,
+    ChannelItem,
+    ReadableStream,
+    WritableStream,
+    build_channel_url,
+    resolve_headers,
+)
 from ._endpoint import handshake_headers
 from .errors import IIIUsageError
 
@@ -84,19 +94,26 @@ if TYPE_CHECKING:
     from ._client import III
 
 __all__ = [
+    "MAX_FRAME_SIZE",
     "Channel",
+    "ChannelDirection",
     "ChannelError",
+    "ChannelItem",
     "ChannelReader",
     "ChannelWriter",
+    "ReadableStream",
+    "WritableStream",
+    "build_channel_url",
     "create_channel",
     "create_channel_async",
     "resolve_channel_refs",
+    "resolve_headers",
 ]
 
 T = TypeVar("T")
 
 CREATE_FUNCTION_ID = "engine::channels::create"
-FRAME_SIZE = 64 * 1024
+FRAME_SIZE = MAX_FRAME_SIZE
 _MiB = 1024 * 1024
 _CLOSE_NORMAL = 1000
 _CLOSE_INTERNAL = 1011
@@ -223,8 +240,8 @@ class _ChannelEnd:
         self,
         engine_ws_base: str,
         ref: RefLike,
-        *,
         headers: Optional[dict[str, str]] = None,
+        *,
         ssl_context: Optional[ssl.SSLContext] = None,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
@@ -555,8 +572,8 @@ class ChannelReader(_ChannelEnd):
         self,
         engine_ws_base: str,
         ref: RefLike,
-        *,
         headers: Optional[dict[str, str]] = None,
+        *,
         ssl_context: Optional[ssl.SSLContext] = None,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
@@ -573,6 +590,11 @@ class ChannelReader(_ChannelEnd):
         )
         self._callbacks: list[Callable[[str], Any]] = []
         self._ended = False
+
+    @functools.cached_property
+    def stream(self) -> ReadableStream:
+        """This reader as an async stream of its binary items."""
+        return ReadableStream(self)
 
     def on_message(self, callback: Callable[[str], Any]) -> None:
         """Call ``callback(text)`` for every text item taken by iteration or ``read_all``.
@@ -725,17 +747,22 @@ class ChannelWriter(_ChannelEnd):
     _DIRECTION: ClassVar[Literal["read", "write"]] = "write"
     _UNANSWERED: ClassVar[str] = "the engine did not confirm the end of the stream within {:g}s"
 
+    @functools.cached_property
+    def stream(self) -> WritableStream:
+        """This writer as a stream whose ``write``/``end`` do not make the caller wait."""
+        return WritableStream(self)
+
     # -- async --------------------------------------------------------------
 
     async def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Send ``data`` as binary items (64 KiB frames). Empty data sends nothing."""
         await self._run_async(lambda conn: _op_send(conn, data))
 
-    async def send_message_async(self, text: str) -> None:
-        """Send ``text`` as one text item."""
-        if not isinstance(text, str):
-            raise TypeError(f"send_message takes a str, got {type(text).__name__}")
-        await self._run_async(lambda conn: _op_send(conn, text))
+    async def send_message_async(self, msg: str) -> None:
+        """Send ``msg`` as one text item."""
+        if not isinstance(msg, str):
+            raise TypeError(f"send_message takes a str, got {type(msg).__name__}")
+        await self._run_async(lambda conn: _op_send(conn, msg))
 
     async def close_async(self) -> None:
         """End the stream: Close 1000, then wait for the engine's reply. Idempotent.
@@ -773,11 +800,11 @@ class ChannelWriter(_ChannelEnd):
         """``write`` for plain threads."""
         self._run_sync(lambda conn: _op_send(conn, data))
 
-    def send_message(self, text: str) -> None:
+    def send_message(self, msg: str) -> None:
         """``send_message_async`` for plain threads."""
-        if not isinstance(text, str):
-            raise TypeError(f"send_message takes a str, got {type(text).__name__}")
-        self._run_sync(lambda conn: _op_send(conn, text))
+        if not isinstance(msg, str):
+            raise TypeError(f"send_message takes a str, got {type(msg).__name__}")
+        self._run_sync(lambda conn: _op_send(conn, msg))
 
     def close(self) -> None:
         """``close_async`` for plain threads."""

@@ -246,33 +246,6 @@ NOT_PROVIDED: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
-_CHANNELS_REWORK = (
-    "iii/channels.py is being reworked in parallel (issue 12); these names exist in "
-    "iii.channel (defined in iii/_channel_values.py), and the rework re-exports them from "
-    "iii.channels, adds ChannelReader/ChannelWriter.stream, names send_message's parameter "
-    "msg and takes headers by position (a 119-line patch in the merge notes of the compat "
-    "branch); then this entry goes"
-)
-
-#: Differences that go away when parallel work lands (not deliberate; not in the README).
-PENDING: tuple[tuple[tuple[str, ...], str], ...] = (
-    (
-        (
-            "iii.channels.ChannelDirection",
-            "iii.channels.ChannelItem",
-            "iii.channels.MAX_FRAME_SIZE",
-            "iii.channels.ReadableStream",
-            "iii.channels.WritableStream",
-            "iii.channels.build_channel_url",
-            "iii.channels.resolve_headers",
-            "iii*.ChannelWriter.send_message*(*)",
-            "iii*.Channel*(headers)",
-        ),
-        _CHANNELS_REWORK,
-    ),
-)
-
-
 # -- describing both sides ----------------------------------------------------------------
 
 
@@ -457,7 +430,7 @@ def differences(official: dict[str, Any], ours: dict[str, Any]) -> list[tuple[st
 
 
 def _excused(key: str) -> Optional[str]:
-    for patterns, reason in NOT_PROVIDED + PENDING:
+    for patterns, reason in NOT_PROVIDED:
         if any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns):
             return reason
     return None
@@ -478,7 +451,7 @@ def test_every_not_provided_entry_is_still_needed(surfaces: dict[str, Any]) -> N
     keys = [k for official, ours in surfaces.values() for k, _ in differences(official, ours)]
     stale = [
         pattern
-        for patterns, _ in NOT_PROVIDED + PENDING
+        for patterns, _ in NOT_PROVIDED
         for pattern in patterns
         if not any(fnmatch.fnmatchcase(k, pattern) for k in keys)
     ]
