@@ -136,8 +136,10 @@ class PeerAgent:
         self._reader.start()
         self.ready = self.wait_event("ready", timeout=60)
         # The peer runs the official SDK it was installed with, never this project.
-        module = str(self.ready.get("module") or "")
-        if self.ready.get("version") != sdk.version or not module.startswith(str(sdk.root)):
+        # (Resolved: the install directory may be reached through a symlink.)
+        module = os.path.realpath(str(self.ready.get("module") or "/"))
+        root = os.path.realpath(sdk.root)
+        if self.ready.get("version") != sdk.version or not module.startswith(root + os.sep):
             self.kill()
             raise PeerError(f"{name}: not the official {sdk.id}: {self.ready}")
 
