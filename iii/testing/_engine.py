@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Optional, Protocol, TypeVar, Union
 
 import anyio
-import orjson
 from anyio.abc import TaskGroup
 from cattrs.errors import BaseValidationError
 
@@ -53,6 +52,7 @@ from iii_protocol import (
 )
 from iii_protocol._json import JSON, JSONObject
 
+from . import _jsonio as jsonio
 from ._channels import ChannelRegistry
 from ._rbac import Session
 
@@ -135,8 +135,7 @@ def sanitize_text(value: Optional[str], limit: int = 280) -> Optional[str]:
     return cleaned or None
 
 
-def _dumps(value: object) -> bytes:
-    return orjson.dumps(value)
+_dumps = jsonio.dumps
 
 
 #: The engine (serde_json) refuses JSON nested deeper than this: the frame is a
@@ -903,8 +902,8 @@ class EngineCore:
         if w.closing:
             return
         try:
-            obj = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
+            obj = jsonio.loads(text)
+        except ValueError as exc:
             if not text.strip():
                 return
             self.bad_frames += 1

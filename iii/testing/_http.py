@@ -13,11 +13,11 @@ from typing import Optional
 import anyio
 import anyio.abc
 import h11
-import orjson
 
 from iii_protocol import HttpAuthApiKey, HttpAuthBearer, HttpAuthHmac, HttpInvocationRef
 from iii_protocol._json import JSON
 
+from . import _jsonio as jsonio
 from ._engine import json_too_deep
 
 __all__ = ["invoke_http"]
@@ -54,7 +54,7 @@ async def invoke_http(
     target = url.path or "/"
     if url.query:
         target += "?" + url.query
-    body = orjson.dumps(data)
+    body = jsonio.dumps(data)
     timestamp = str(int(time.time()))
     host_header = host if url.port is None else f"{host}:{url.port}"
     headers: list[tuple[str, str]] = [
@@ -142,9 +142,9 @@ async def invoke_http(
     is_json = False
     if raw.strip():
         try:
-            parsed = orjson.loads(raw)
+            parsed = jsonio.loads(raw)
             is_json = True
-        except orjson.JSONDecodeError:
+        except ValueError:
             is_json = False
         if is_json and json_too_deep(parsed):
             # Too deep to hand on (the result would break the caller's socket).

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from typing import Optional, Union
 
 import anyio
-import orjson
 
 from iii_protocol._json import JSONObject
+
+from . import _jsonio as jsonio
 
 __all__ = ["Transcript"]
 
@@ -71,8 +72,8 @@ class Transcript:
         if isinstance(payload, str):
             if kind == "text":
                 try:
-                    out["frame"] = orjson.loads(payload)
-                except orjson.JSONDecodeError:
+                    out["frame"] = jsonio.loads(payload)
+                except ValueError:
                     out["text"] = payload
             else:
                 out["info"] = payload
@@ -87,6 +88,4 @@ class Transcript:
             yield self.render(entry)
 
     def jsonl(self) -> str:
-        return "".join(
-            orjson.dumps(e, option=orjson.OPT_APPEND_NEWLINE).decode() for e in self.iter_rendered()
-        )
+        return "".join(jsonio.dumps_line(e) for e in self.iter_rendered())
