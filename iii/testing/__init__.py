@@ -21,7 +21,8 @@ see ``iii.testing._pytest_plugin``).
 Besides ``url`` an engine offers introspection (``workers()``, ``functions()``,
 ``bindings()``, ``pending_invocations()``...), waits (``wait_for_worker``,
 ``wait_for_function``, ``wait_for_frame``, ``wait_for``), the transcript
-(``transcript()``, ``frames()``, ``transcript_jsonl()``) and fault injection
+(``transcript()``, ``frames()``, ``transcript_jsonl()``: the last
+``transcript_limit`` entries, 10 000 by default, ``None`` for all) and fault injection
 (``drop``, ``drop_all``, ``stop``/``start``/``restart``, ``delay_results``,
 ``withhold_results``, ``send_raw``/``send_text``/``send_frame``/``send_ping``).
 
@@ -39,9 +40,11 @@ if TYPE_CHECKING:
     from ._rbac import ExposeRule, RbacConfig
     from ._server import DEFAULT_PORT, Engine, serve_engine
     from ._thread import EngineThread
+    from ._transcript import DEFAULT_TRANSCRIPT_LIMIT
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEFAULT_TRANSCRIPT_LIMIT",
     "Engine",
     "EngineCore",
     "EngineOptions",
@@ -54,6 +57,7 @@ __all__ = [
 
 _WHERE = {
     "DEFAULT_PORT": "._server",
+    "DEFAULT_TRANSCRIPT_LIMIT": "._transcript",
     "Engine": "._server",
     "serve_engine": "._server",
     "EngineThread": "._thread",

@@ -46,7 +46,7 @@ from iii_protocol._json import JSON, JSONObject, dumps
 from ._channels import serve_reader, serve_writer
 from ._engine import EngineCore, EngineOptions, ResultRule, Worker, new_id
 from ._rbac import AuthResultError, RbacConfig, RbacLike, Session, as_rbac, parse_auth_result
-from ._transcript import Transcript
+from ._transcript import DEFAULT_TRANSCRIPT_LIMIT, Transcript
 
 __all__ = ["DEFAULT_PORT", "Engine", "serve_engine"]
 
@@ -509,6 +509,7 @@ class Engine:
         rbac: Optional[RbacLike] = None,
         rbac_port: int = 0,
         transcript: bool = True,
+        transcript_limit: Optional[int] = DEFAULT_TRANSCRIPT_LIMIT,
         max_message_size: int = MAX_MESSAGE_SIZE,
         max_frame_size: int = MAX_FRAME_SIZE,
         handshake_timeout: float = 10.0,
@@ -520,7 +521,9 @@ class Engine:
         if rbac_config is not None:
             self._listeners.append(_Listener("rbac", host, rbac_port, rbac_config))
         self.options = options or EngineOptions()
-        self._transcript: Optional[Transcript] = Transcript() if transcript else None
+        self._transcript: Optional[Transcript] = (
+            Transcript(transcript_limit) if transcript else None
+        )
         self.max_message_size = max_message_size
         self.max_frame_size = min(max_frame_size, max_message_size)
         self.handshake_timeout = handshake_timeout
@@ -549,6 +552,11 @@ class Engine:
     def rbac_url(self) -> Optional[str]:
         """``ws://host:port`` of the RBAC listener, when one is configured."""
         return self._listeners[1].url if len(self._listeners) > 1 else None
+
+    @property
+    def transcript_limit(self) -> Optional[int]:
+        """How many transcript entries are kept (None: all; also None without a transcript)."""
+        return self._transcript.limit if self._transcript is not None else None
 
     @property
     def running(self) -> bool:
@@ -1009,6 +1017,10 @@ class Engine:
             "telemetry_frames": core.telemetry_frames,
             "connections": len(self._conns),
             "generation": self.generation,
+            "transcript_entries": len(self._transcript) if self._transcript is not None else 0,
+            "transcript_discarded": (
+                self._transcript.discarded if self._transcript is not None else 0
+            ),
         }
 
     # -- transcript ------------------------------------------------------------
@@ -1304,6 +1316,7 @@ async def serve_engine(
     rbac: Optional[RbacLike] = None,
     rbac_port: int = 0,
     transcript: bool = True,
+    transcript_limit: Optional[int] = DEFAULT_TRANSCRIPT_LIMIT,
     namespace_grace: Optional[float] = None,
     queue: bool = True,
     max_message_size: int = MAX_MESSAGE_SIZE,
@@ -1317,7 +1330,9 @@ async def serve_engine(
     ``RbacConfig`` or its JSON shape) adds an RBAC-gated listener on
     ``rbac_port`` (``engine.rbac_url``) next to the trusted one.
     ``namespace_grace`` is the registration grace period in seconds (default
-    ``$III_NAMESPACE_GRACE_MS`` or 5).  Remaining keyword arguments go to
+    ``$III_NAMESPACE_GRACE_MS`` or 5).  The transcript (``transcript=False``:
+    none) keeps the last ``transcript_limit`` entries (default 10 000;
+    ``None``: all of them, memory growing with the traffic).  Remaining keyword arguments go to
     ``EngineOptions``.
     """
     engine = Engine(
@@ -1326,6 +1341,7 @@ async def serve_engine(
         rbac=rbac,
         rbac_port=rbac_port,
         transcript=transcript,
+        transcript_limit=transcript_limit,
         max_message_size=max_message_size,
         max_frame_size=max_frame_size,
         handshake_timeout=handshake_timeout,

@@ -157,6 +157,10 @@ class EngineThread:
         return self.engine.rbac_url
 
     @property
+    def transcript_limit(self) -> Optional[int]:
+        return self.engine.transcript_limit
+
+    @property
     def core(self) -> EngineCore:
         return self.engine.core
 
