@@ -43,6 +43,12 @@ def _parser() -> argparse.ArgumentParser:
         help="registration grace period (default $III_NAMESPACE_GRACE_MS or 5000)",
     )
     p.add_argument("--no-queue", action="store_true", help="no built-in in-memory queue")
+    p.add_argument(
+        "--lenient-frames",
+        action="store_true",
+        help="read a missing invokefunction.data / registertrigger.config as null "
+        "(the official SDKs omit them; by default such a frame is dropped, like the real engine)",
+    )
     p.add_argument("--transcript", metavar="FILE", help="write the frame transcript here at exit")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p
@@ -74,6 +80,7 @@ async def _serve(args: argparse.Namespace) -> None:
         transcript=args.transcript is not None,
         namespace_grace=grace,
         queue=not args.no_queue,
+        lenient_frames=args.lenient_frames,
     ) as engine:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             print(engine.url, flush=True)

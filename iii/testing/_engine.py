@@ -55,6 +55,7 @@ from iii_protocol._json import JSON, JSONObject
 from . import _jsonio as jsonio
 from ._channels import ChannelRegistry
 from ._rbac import Session
+from ._transcript import Transcript
 
 __all__ = [
     "Binding",
@@ -528,12 +529,20 @@ class Builtin:
 
 
 class EngineOptions:
-    """Engine behaviour knobs (all durations in seconds)."""
+    """Engine behaviour knobs (all durations in seconds).
+
+    ``lenient_frames``: read a missing ``invokefunction.data`` or
+    ``registertrigger.config`` as ``null``.  The real engine requires both and
+    drops such a frame (the caller of a dropped call times out); so does this
+    one by default, and says so in its log and transcript.  The official Python
+    SDKs omit them for a None payload / no config: set this to run them anyway.
+    """
 
     __slots__ = (
         "channel_sweep_interval",
         "channel_ttl",
         "functions_poll_interval",
+        "lenient_frames",
         "namespace_grace",
         "queue",
         "queue_backoff",
@@ -552,6 +561,7 @@ class EngineOptions:
         functions_poll_interval: float = 5.0,
         channel_ttl: float = 300.0,
         channel_sweep_interval: float = 60.0,
+        lenient_frames: bool = False,
     ) -> None:
         if namespace_grace is None:
             env = os.environ.get("III_NAMESPACE_GRACE_MS")
@@ -564,6 +574,7 @@ class EngineOptions:
         self.functions_poll_interval = functions_poll_interval
         self.channel_ttl = channel_ttl
         self.channel_sweep_interval = channel_sweep_interval
+        self.lenient_frames = lenient_frames
 
 
 # -- the in-memory queue (the ``engine::queue::enqueue`` provider) ---------------
@@ -662,6 +673,7 @@ class EngineCore:
         options: EngineOptions,
         *,
         result_rules: Optional[list[ResultRule]] = None,
+        transcript: Optional[Transcript] = None,
     ) -> None:
         from . import _builtins
 
@@ -687,6 +699,7 @@ class EngineCore:
         )
         self.telemetry_frames = 0
         self.bad_frames = 0
+        self.transcript = transcript
         self._tg: Optional[TaskGroup] = None
         self._changed: Optional[anyio.Event] = None
         self._functions_dirty = False
@@ -700,11 +713,11 @@ class EngineCore:
             "registertriggertype": self._registration(
                 RegisterTriggerType, self._apply_register_trigger_type
             ),
-            # Deviation: the official SDKs omit ``config`` when the user gave none
-            # (Python exclude_none, Node undefined); the real engine drops such a
-            # binding silently, we read the missing config as ``null`` (section 12).
+            # ``config`` is required (any JSON, null included) like the real
+            # engine's; the official SDKs omit it when the user gave none (Python
+            # exclude_none, Node undefined): ``lenient_frames`` reads it as null.
             "registertrigger": self._registration(
-                RegisterTrigger, self._apply_register_trigger, defaults={"config": None}
+                RegisterTrigger, self._apply_register_trigger, required=("config",)
             ),
             "unregistertrigger": self._registration(
                 UnregisterTrigger, self._apply_unregister_trigger
@@ -906,41 +919,33 @@ class EngineCore:
         except ValueError as exc:
             if not text.strip():
                 return
-            self.bad_frames += 1
-            log.warning("json decode error from worker %s: %s", w.worker_id, exc)
+            self.refuse(w, f"json decode error: {exc}")
             return
         if type(obj) is not dict:
-            self.bad_frames += 1
-            log.warning(
-                "json decode error from worker %s: expected an object, got %s",
-                w.worker_id,
-                type(obj).__name__,
-            )
+            self.refuse(w, f"json decode error: expected an object, got {type(obj).__name__}")
             return
         if _bracket_heavy(text) and json_too_deep(obj):
-            self.bad_frames += 1
-            log.warning(
-                "json decode error from worker %s: nested deeper than %d levels",
-                w.worker_id,
-                MAX_JSON_DEPTH,
-            )
+            self.refuse(w, f"json decode error: nested deeper than {MAX_JSON_DEPTH} levels")
             return
         tag = obj.get("type")
         handler = self._handlers.get(tag) if type(tag) is str else None
         if handler is None:
-            self.bad_frames += 1
-            log.warning("json decode error from worker %s: unknown type %r", w.worker_id, tag)
+            self.refuse(w, f"json decode error: unknown type {tag!r}")
             return
         handler(w, obj)
+
+    def refuse(self, w: Worker, reason: str) -> None:
+        """Drop a frame from ``w``: counted, logged and noted in the transcript."""
+        self.bad_frames += 1
+        log.warning("dropped a frame from worker %s: %s", w.worker_id, reason)
+        if self.transcript is not None:
+            self.transcript.record(w.worker_id, "in", "dropped", reason)
 
     def _decode(self, w: Worker, obj: JSONObject, cls: type[T]) -> Optional[T]:
         try:
             return from_json_value(obj, cls)
         except _DECODE_ERRORS as exc:
-            self.bad_frames += 1
-            log.warning(
-                "dropping invalid %s frame from worker %s: %s", obj.get("type"), w.worker_id, exc
-            )
+            self.refuse(w, f"invalid {obj.get('type')} frame: {exc}")
             return None
 
     def _registration(
@@ -948,21 +953,18 @@ class EngineCore:
         cls: type[T],
         apply: Callable[[Worker, T], None],
         *,
-        defaults: Optional[JSONObject] = None,
+        required: tuple[str, ...] = (),
     ) -> Callable[[Worker, JSONObject], None]:
         def on_frame(w: Worker, obj: JSONObject) -> None:
-            if defaults:
-                for key, value in defaults.items():
-                    obj.setdefault(key, value)
+            for key in required:
+                if key not in obj:
+                    if not self.options.lenient_frames:
+                        self.refuse(w, f"invalid {obj.get('type')} frame: missing field `{key}`")
+                        return
+                    obj[key] = None
             bad = _explicit_null(obj)
             if bad is not None:
-                self.bad_frames += 1
-                log.warning(
-                    "dropping invalid %s frame from worker %s: %s must be omitted, not null",
-                    obj.get("type"),
-                    w.worker_id,
-                    bad,
-                )
+                self.refuse(w, f"invalid {obj.get('type')} frame: {bad} must be omitted, not null")
                 return
             frame = self._decode(w, obj, cls)
             if frame is None:
@@ -986,8 +988,11 @@ class EngineCore:
 
     def _on_invoke(self, w: Worker, obj: JSONObject) -> None:
         if "data" not in obj:
-            # Deviation: Python SDK 0.25 omits ``data`` for a None payload; the
-            # real engine drops such a frame, we read it as ``null``.
+            # Required, like the real engine's (``data: Value``).  The official
+            # Python SDKs omit it for a None payload: ``lenient_frames`` reads null.
+            if not self.options.lenient_frames:
+                self.refuse(w, "invalid invokefunction frame: missing field `data`")
+                return
             obj["data"] = None
         f = self._decode(w, obj, InvokeFunction)
         if f is None:
@@ -996,11 +1001,9 @@ class EngineCore:
         if inv_id is not None:
             inv_id = canonical_uuid(inv_id)
             if inv_id is None:
-                self.bad_frames += 1
-                log.warning(
-                    "dropping invokefunction from worker %s: invocation_id %r is not a UUID",
-                    w.worker_id,
-                    f.invocation_id,
+                bad_id = f.invocation_id
+                self.refuse(
+                    w, f"invalid invokefunction frame: invocation_id {bad_id!r} is not a UUID"
                 )
                 return
         fid = f.function_id
@@ -1271,11 +1274,9 @@ class EngineCore:
             return
         inv_id = canonical_uuid(f.invocation_id)
         if inv_id is None:
-            self.bad_frames += 1
-            log.warning(
-                "dropping invocationresult from worker %s: invocation_id %r is not a UUID",
-                w.worker_id,
-                f.invocation_id,
+            self.refuse(
+                w,
+                f"invalid invocationresult frame: invocation_id {f.invocation_id!r} is not a UUID",
             )
             return
         pending = self.pending.pop(inv_id, None)

@@ -604,7 +604,7 @@ class Engine:
 
     async def _launch(self) -> None:
         assert self._tg is not None
-        core = EngineCore(self.options, result_rules=self._rules)
+        core = EngineCore(self.options, result_rules=self._rules, transcript=self._transcript)
         core.started_at_ms = _now_ms()  # type: ignore[attr-defined]
         self._core = core
         self.generation += 1
