@@ -1,7 +1,8 @@
 """``python -m iii.testing``: run the reference engine until interrupted.
 
 Prints the engine URL (one line) as soon as it listens; with ``--rbac`` a second
-line gives the RBAC listener's URL.  SIGINT or SIGTERM stops it.
+line gives the RBAC listener's URL.  SIGINT or SIGTERM stops it.  A bad flag or
+value is reported by argparse, naming the flag (exit status 2).
 """
 
 from __future__ import annotations
@@ -12,12 +13,62 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import anyio
 
+from ._options import check_option, check_options
 from ._server import DEFAULT_PORT, serve_engine
+from ._transcript import DEFAULT_TRANSCRIPT_LIMIT
+
+
+def _typed(option: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse ``type``: convert the text, then check it as the engine option
+    ``option``; argparse reports a failure with the flag's name."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check_option(option, convert(text))
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(_problem(exc)) from None
+
+    return parse
+
+
+def _problem(exc: Exception) -> str:
+    """The message of an option error without the option's name (argparse names the flag)."""
+    head, sep, rest = str(exc).partition(": ")
+    return rest if sep and head.startswith("reference engine option") else str(exc)
+
+
+def _limit(text: str) -> Optional[int]:
+    return None if text.strip().lower() == "none" else int(text)
+
+
+def _grace_ms(text: str) -> float:
+    ms = int(text)
+    if ms < 0:
+        raise ValueError(f"expected 0 or more milliseconds, got {ms}")
+    return ms / 1000
+
+
+def _rbac(value: str) -> Any:
+    text = value
+    if not value.lstrip().startswith("{") and os.path.exists(value):
+        with open(value, encoding="utf-8") as fh:
+            text = fh.read()
+    try:
+        loaded = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"neither JSON nor a JSON file: {exc}") from None
+    rbac = loaded.get("rbac", loaded) if isinstance(loaded, dict) else loaded
+    if not isinstance(rbac, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    try:
+        return check_options({"rbac": rbac})["rbac"]
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(_problem(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,18 +78,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 = any)"
+        "--port",
+        type=_typed("port", int),
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}; 0 = any)",
     )
     p.add_argument(
         "--rbac",
         metavar="JSON_OR_FILE",
+        type=_rbac,
         help="RBAC listener config, inline JSON or a JSON file: "
         '{"auth_function_id": ..., "expose_functions": [...], "middleware_function_id": ...}',
     )
-    p.add_argument("--rbac-port", type=int, default=0, help="port of the RBAC listener (0 = any)")
+    p.add_argument(
+        "--rbac-port",
+        type=_typed("rbac_port", int),
+        default=0,
+        help="port of the RBAC listener (0 = any)",
+    )
     p.add_argument(
         "--namespace-grace-ms",
-        type=int,
+        metavar="MS",
+        dest="namespace_grace",
+        type=_typed("namespace_grace", _grace_ms),
         default=None,
         help="registration grace period (default $III_NAMESPACE_GRACE_MS or 5000)",
     )
@@ -46,39 +108,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lenient-frames",
         action="store_true",
-        help="read a missing invokefunction.data / registertrigger.config as null "
-        "(the official SDKs omit them; by default such a frame is dropped, like the real engine)",
+        help="read a missing invokefunction.data / registertrigger.config as null (the "
+        "official SDKs omit them; by default such a frame is dropped, like the real engine)",
     )
     p.add_argument("--transcript", metavar="FILE", help="write the frame transcript here at exit")
+    p.add_argument(
+        "--transcript-limit",
+        metavar="N",
+        type=_typed("transcript_limit", _limit),
+        default=DEFAULT_TRANSCRIPT_LIMIT,
+        help=f"transcript entries kept (default {DEFAULT_TRANSCRIPT_LIMIT}; 'none': all)",
+    )
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p
 
 
-def _load_rbac(value: Optional[str]) -> Optional[dict[str, Any]]:
-    if value is None:
-        return None
-    text = value
-    if not value.lstrip().startswith("{") and os.path.exists(value):
-        with open(value, encoding="utf-8") as fh:
-            text = fh.read()
-    loaded = json.loads(text)
-    if not isinstance(loaded, dict):
-        raise SystemExit("--rbac must be a JSON object")
-    rbac = loaded.get("rbac", loaded)
-    if not isinstance(rbac, dict):
-        raise SystemExit("--rbac must be a JSON object")
-    return rbac
-
-
 async def _serve(args: argparse.Namespace) -> None:
-    grace = args.namespace_grace_ms / 1000 if args.namespace_grace_ms is not None else None
     async with serve_engine(
         args.host,
         args.port,
-        rbac=_load_rbac(args.rbac),
+        rbac=args.rbac,
         rbac_port=args.rbac_port,
         transcript=args.transcript is not None,
-        namespace_grace=grace,
+        transcript_limit=args.transcript_limit,
+        namespace_grace=args.namespace_grace,
         queue=not args.no_queue,
         lenient_frames=args.lenient_frames,
     ) as engine:
@@ -96,9 +149,13 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    level = logging.getLevelName(args.log_level.upper())
+    if not isinstance(level, int):
+        parser.error(f"argument --log-level: unknown level {args.log_level!r}")
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

@@ -54,6 +54,7 @@ from iii_protocol._json import JSON, JSONObject
 
 from . import _jsonio as jsonio
 from ._channels import ChannelRegistry
+from ._options import check_option
 from ._rbac import Session
 from ._transcript import Transcript
 
@@ -566,15 +567,17 @@ class EngineOptions:
         if namespace_grace is None:
             env = os.environ.get("III_NAMESPACE_GRACE_MS")
             namespace_grace = int(env) / 1000 if env and env.strip().isdigit() else 5.0
-        self.namespace_grace = float(namespace_grace)
-        self.queue = queue
-        self.queue_max_attempts = max(1, queue_max_attempts)
-        self.queue_backoff = queue_backoff
-        self.trigger_ack_timeout = trigger_ack_timeout
-        self.functions_poll_interval = functions_poll_interval
-        self.channel_ttl = channel_ttl
-        self.channel_sweep_interval = channel_sweep_interval
-        self.lenient_frames = lenient_frames
+        self.namespace_grace = check_option("namespace_grace", namespace_grace)
+        self.queue = check_option("queue", queue)
+        self.queue_max_attempts = check_option("queue_max_attempts", queue_max_attempts)
+        self.queue_backoff = check_option("queue_backoff", queue_backoff)
+        self.trigger_ack_timeout = check_option("trigger_ack_timeout", trigger_ack_timeout)
+        self.functions_poll_interval = check_option(
+            "functions_poll_interval", functions_poll_interval
+        )
+        self.channel_ttl = check_option("channel_ttl", channel_ttl)
+        self.channel_sweep_interval = check_option("channel_sweep_interval", channel_sweep_interval)
+        self.lenient_frames = check_option("lenient_frames", lenient_frames)
 
 
 # -- the in-memory queue (the ``engine::queue::enqueue`` provider) ---------------

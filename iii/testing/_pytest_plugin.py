@@ -55,6 +55,12 @@ def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
         return {}
     if marker.args:
         raise pytest.UsageError("@pytest.mark.iii_engine takes keyword arguments only")
+    from ._options import check_options
+
+    try:
+        check_options(marker.kwargs)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"@pytest.mark.iii_engine: {exc}") from None
     return dict(marker.kwargs)
 
 

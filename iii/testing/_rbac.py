@@ -158,6 +158,8 @@ RbacLike = Union[RbacConfig, Mapping[str, object]]
 def as_rbac(value: Optional[RbacLike]) -> Optional[RbacConfig]:
     if value is None or isinstance(value, RbacConfig):
         return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an RbacConfig or a mapping, got {value!r}")
     return RbacConfig.from_mapping(value)
 
 

@@ -45,6 +45,7 @@ from iii_protocol._json import JSON, JSONObject, dumps
 
 from ._channels import serve_reader, serve_writer
 from ._engine import EngineCore, EngineOptions, ResultRule, Worker, new_id
+from ._options import check_options
 from ._rbac import AuthResultError, RbacConfig, RbacLike, Session, as_rbac, parse_auth_result
 from ._transcript import DEFAULT_TRANSCRIPT_LIMIT, Transcript
 
@@ -1332,20 +1333,39 @@ async def serve_engine(
     ``namespace_grace`` is the registration grace period in seconds (default
     ``$III_NAMESPACE_GRACE_MS`` or 5).  The transcript (``transcript=False``:
     none) keeps the last ``transcript_limit`` entries (default 10 000;
-    ``None``: all of them, memory growing with the traffic).  Remaining keyword arguments go to
-    ``EngineOptions``.
+    ``None``: all of them, memory growing with the traffic).  Remaining keyword
+    arguments go to ``EngineOptions``.
+
+    Every option is checked before anything starts: an unknown one is a
+    ``TypeError``, a bad value a ``TypeError``/``ValueError``, naming it.
     """
+    checked = check_options(
+        dict(
+            options,
+            host=host,
+            port=port,
+            rbac=rbac,
+            rbac_port=rbac_port,
+            transcript=transcript,
+            transcript_limit=transcript_limit,
+            namespace_grace=namespace_grace,
+            queue=queue,
+            max_message_size=max_message_size,
+            max_frame_size=max_frame_size,
+            handshake_timeout=handshake_timeout,
+        )
+    )
     engine = Engine(
-        host=host,
-        port=port,
-        rbac=rbac,
-        rbac_port=rbac_port,
-        transcript=transcript,
-        transcript_limit=transcript_limit,
-        max_message_size=max_message_size,
-        max_frame_size=max_frame_size,
-        handshake_timeout=handshake_timeout,
-        options=EngineOptions(namespace_grace=namespace_grace, queue=queue, **options),
+        host=checked.pop("host"),
+        port=checked.pop("port"),
+        rbac=checked.pop("rbac"),
+        rbac_port=checked.pop("rbac_port"),
+        transcript=checked.pop("transcript"),
+        transcript_limit=checked.pop("transcript_limit"),
+        max_message_size=checked.pop("max_message_size"),
+        max_frame_size=checked.pop("max_frame_size"),
+        handshake_timeout=checked.pop("handshake_timeout"),
+        options=EngineOptions(**checked),
     )
     # Bind first, outside the task group: a busy port raises a plain OSError.
     await engine._open()

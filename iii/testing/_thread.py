@@ -17,11 +17,15 @@ from iii_protocol import Frame, UnknownFrame
 from iii_protocol._json import JSON, JSONObject
 
 from ._engine import EngineCore, ResultRule
+from ._options import check_options, choice, seconds
 from ._server import Engine, serve_engine
 
 __all__ = ["EngineThread"]
 
 T = TypeVar("T")
+
+check_backend = choice("asyncio", "trio")
+check_timeout = seconds(positive=True)
 
 
 class EngineThread:
@@ -48,9 +52,10 @@ class EngineThread:
         start_timeout: float = 10.0,
         **options: Any,
     ) -> None:
-        self._args = dict(options, host=host, port=port)
-        self._backend = backend
-        self._start_timeout = start_timeout
+        # Checked here, in the caller's thread: a bad option names itself.
+        self._args = check_options(dict(options, host=host, port=port))
+        self._backend = check_backend("backend", backend)
+        self._start_timeout = check_timeout("start_timeout", start_timeout)
         self._thread: Optional[threading.Thread] = None
         self._ready = threading.Event()
         self._engine: Optional[Engine] = None

@@ -146,9 +146,7 @@ async def test_missing_data_drops_the_call_like_the_real_engine(engine, caplog):
     assert engine.pending_invocations() == []
     reason = "invalid invokefunction frame: missing field `data`"
     dropped = [e for e in engine.transcript() if e["kind"] == "dropped"]
-    assert [(e["conn"], e["dir"], e["info"]) for e in dropped] == [
-        (caller.worker_id, "in", reason)
-    ]
+    assert [(e["conn"], e["dir"], e["info"]) for e in dropped] == [(caller.worker_id, "in", reason)]
     assert any(
         r.levelname == "WARNING" and reason in r.getMessage() and caller.worker_id in r.getMessage()
         for r in caplog.records
