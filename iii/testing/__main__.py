@@ -1,7 +1,10 @@
 """``python -m iii.testing``: run the reference engine until interrupted.
 
 Prints the engine URL (one line) as soon as it listens; with ``--rbac`` a second
-line gives the RBAC listener's URL.  SIGINT or SIGTERM stops it.  A bad flag or
+line gives the RBAC listener's URL, then one ``name: url`` line per listener a
+worker module opened.  SIGINT or SIGTERM stops it.  Worker modules are turned
+off with ``--no-<module>`` and configured with their options' flags (see
+``--help``).  A bad flag or
 value is reported by argparse, naming the flag (exit status 2).
 """
 
@@ -18,9 +21,11 @@ from typing import Any, Optional
 
 import anyio
 
-from ._options import check_option, check_options
-from ._server import DEFAULT_PORT, serve_engine
+from ._handle import serve_engine
+from ._options import check_option, check_options, module_options
+from ._server import DEFAULT_PORT
 from ._transcript import DEFAULT_TRANSCRIPT_LIMIT
+from ._workers import STANDARD_WORKERS
 
 
 def _typed(option: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -104,7 +109,6 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="registration grace period (default $III_NAMESPACE_GRACE_MS or 5000)",
     )
-    p.add_argument("--no-queue", action="store_true", help="no built-in in-memory queue")
     p.add_argument(
         "--lenient-frames",
         action="store_true",
@@ -120,7 +124,51 @@ def _parser() -> argparse.ArgumentParser:
         help=f"transcript entries kept (default {DEFAULT_TRANSCRIPT_LIMIT}; 'none': all)",
     )
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    _module_flags(p)
     return p
+
+
+def _module_flags(p: argparse.ArgumentParser) -> None:
+    """Flags of the worker modules, from their options: ``--no-<switch>`` turns a
+    module off, ``--<option>`` sets one of its options (``--queue-max-attempts 5``)."""
+    group = p.add_argument_group("worker modules")
+    for name, option in sorted(module_options(STANDARD_WORKERS).items()):
+        flag = "--" + name.replace("_", "-")
+        if option.field is None:
+            group.add_argument(
+                f"--no-{name.replace('_', '-')}",
+                dest=_MODULE + name,
+                action="store_false",
+                default=None,
+                help=f"turn off {option.help}",
+            )
+            continue
+        default = option.default
+        if isinstance(default, bool):
+            group.add_argument(
+                flag, dest=_MODULE + name, action=argparse.BooleanOptionalAction, help=option.help
+            )
+            continue
+        convert: Callable[[str], Any] = int if isinstance(default, int) else float
+        group.add_argument(
+            flag,
+            dest=_MODULE + name,
+            metavar=type(default).__name__.upper(),
+            type=_typed(name, convert),
+            help=f"{option.help} (default {default})",
+        )
+
+
+#: argparse destination prefix of the worker modules' options
+_MODULE = "module:"
+
+
+def _module_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        key[len(_MODULE) :]: value
+        for key, value in vars(args).items()
+        if key.startswith(_MODULE) and value is not None
+    }
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -132,13 +180,16 @@ async def _serve(args: argparse.Namespace) -> None:
         transcript=args.transcript is not None,
         transcript_limit=args.transcript_limit,
         namespace_grace=args.namespace_grace,
-        queue=not args.no_queue,
         lenient_frames=args.lenient_frames,
+        **_module_settings(args),
     ) as engine:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             print(engine.url, flush=True)
             if engine.rbac_url is not None:
                 print(engine.rbac_url, flush=True)
+            for name, url in engine.urls.items():
+                if name not in ("main", "rbac"):
+                    print(f"{name}: {url}", flush=True)
             async for signum in signals:
                 logging.getLogger("iii.testing").info(
                     "received %s, stopping", signal.Signals(signum).name

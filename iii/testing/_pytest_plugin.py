@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ._server import Engine
+    from ._handle import Engine
     from ._thread import EngineThread
 
 __all__ = ["iii_async_engine", "iii_engine", "iii_engine_factory"]
@@ -108,7 +108,7 @@ async def iii_async_engine(
     request: pytest.FixtureRequest, anyio_backend: Any
 ) -> AsyncIterator[Engine]:
     """A reference engine on the test's own event loop (anyio-run tests)."""
-    from ._server import serve_engine
+    from ._handle import serve_engine
 
     async with serve_engine(**_marker_options(request)) as engine:
         _remember(request, engine)

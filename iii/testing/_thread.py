@@ -16,9 +16,12 @@ from anyio.from_thread import BlockingPortal
 from iii_protocol import Frame, UnknownFrame
 from iii_protocol._json import JSON, JSONObject
 
-from ._engine import EngineCore, ResultRule
-from ._options import check_options, choice, seconds
-from ._server import Engine, serve_engine
+from ._api import EngineWorker
+from ._checks import choice, seconds
+from ._controls import ResultRule
+from ._core import EngineCore
+from ._handle import Engine, serve_engine
+from ._options import check_options
 
 __all__ = ["EngineThread"]
 
@@ -162,8 +165,22 @@ class EngineThread:
         return self.engine.rbac_url
 
     @property
+    def urls(self) -> dict[str, str]:
+        """Every listener's URL by name (``main``, ``rbac``, worker modules' own)."""
+        return self._call(lambda: self.engine.urls)
+
+    @property
     def transcript_limit(self) -> Optional[int]:
         return self.engine.transcript_limit
+
+    def module(self, name: str) -> EngineWorker:
+        """The worker module ``name`` of the current run.  It lives on the engine's
+        thread: read or change it through ``call`` (``call(lambda: m.stats())``)."""
+        return self._call(self.engine.module, name)
+
+    def advance_clock(self, seconds: float) -> int:
+        """Move the engine's ``ManualClock`` forward (on the engine's thread)."""
+        return self._call(self.engine.advance_clock, seconds)
 
     @property
     def core(self) -> EngineCore:

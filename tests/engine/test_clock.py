@@ -7,7 +7,7 @@ import time
 import anyio
 import pytest
 
-from iii.testing._clock import ManualClock, SystemClock
+from iii.testing import ManualClock, SystemClock
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,9 @@
-"""HTTP-invoked functions (PROTOCOL.md section 6.3): one request per call, h11 over anyio."""
+"""The HTTP functions worker module (PROTOCOL.md section 6.3): functions registered
+with an ``invocation`` (a URL) run as one HTTP request per call, h11 over anyio.
+
+Without this module (``http_functions=False``) such registrations are dropped
+with an error log, like the real engine without its ``http_functions`` module.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +22,11 @@ import h11
 from iii_protocol import HttpAuthApiKey, HttpAuthBearer, HttpAuthHmac, HttpInvocationRef
 from iii_protocol._json import JSON
 
-from . import _jsonio as jsonio
-from ._engine import json_too_deep
+from .. import _jsonio as jsonio
+from .._api import EngineWorker
+from .._records import ErrorDict, FunctionEntry, json_too_deep
 
-__all__ = ["invoke_http"]
-
-ErrorDict = dict[str, JSON]
+__all__ = ["HttpFunctions", "invoke_http"]
 _MAX_RESPONSE = 64 * 1024 * 1024
 
 
@@ -165,3 +169,25 @@ async def invoke_http(
                     return _err(code, message)
         return _err("http_error", f"HTTP {status}")
     return (parsed if is_json else None), None
+
+
+class HttpFunctions(EngineWorker):
+    """Runs the functions workers register with an HTTP ``invocation``."""
+
+    name = "http_functions"
+    switch = "http_functions"
+
+    def install(self) -> None:
+        self.host.set_remote_invoker(self._invoke)
+
+    async def _invoke(
+        self,
+        entry: FunctionEntry,
+        invocation_id: str,
+        data: JSON,
+        traceparent: Optional[str],
+        baggage: Optional[str],
+    ) -> tuple[JSON, Optional[ErrorDict]]:
+        assert entry.http is not None
+        # Looked up at call time: the fuzz target swaps it for an offline stub.
+        return await invoke_http(entry.http, entry.id, invocation_id, data, traceparent)
