@@ -386,12 +386,13 @@ class WsConn:
                 self.close_code = event.code
                 if transcript is not None:
                     transcript.record(
-                        self.label, "in", "close", f"{event.code} {event.reason or ''}"
+                        self.label, "in", "close", f"{int(event.code)} {event.reason or ''}"
                     )
                 if ws.state is ConnectionState.REMOTE_CLOSING:
                     self._closing = True
                     if transcript is not None:
-                        transcript.record(self.label, "out", "close", str(event.code))
+                        # int(): on Python 3.10 str() of the IntEnum is its name
+                        transcript.record(self.label, "out", "close", str(int(event.code)))
                     self._push(ws.send(event.response()), 0)
                 elif ws.state is ConnectionState.OPEN:
                     # wsproto found a protocol error: close with its code.

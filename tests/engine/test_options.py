@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from iii.testing import EngineOptions, EngineThread, serve_engine
 from iii.testing.__main__ import main
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BAD = [
     ({"bogus": 1}, TypeError, "unknown reference engine option 'bogus'"),
@@ -74,12 +78,17 @@ def test_factory(iii_engine_factory):
 
 def test_fixture_errors_name_the_option(tmp_path):
     (tmp_path / "test_bad_options.py").write_text(textwrap.dedent(PLUGIN_EXAMPLE))
+    # This checkout first on the path: the interpreter may have another one installed.
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_bad_options.py"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
+        env=env,
     )
     out = proc.stdout
     assert "3 error" in out or "1 failed, 2 error" in out, out + proc.stderr
