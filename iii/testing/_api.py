@@ -39,6 +39,9 @@ A module, in full::
                 self.ticks += 1
                 self.host.fire_all("tick", {"n": self.ticks})
 
+Everything a module needs is importable from here (``EngineWorker``,
+``EngineHost``, ``Call``, ``Binding``, ``BuiltinError``, ``error_body``,
+``setting`` and the option checks ``seconds``, ``integer``, ``boolean``, ...).
 Modules are listed in ``iii.testing._workers.STANDARD_WORKERS``; a user can add
 more with ``serve_engine(workers=[Ticker])``.  Each engine run (``start``,
 ``restart``) builds fresh module instances: state is lost on restart, like the
@@ -61,11 +64,14 @@ import attrs
 from iii_protocol import InvokeFunction
 from iii_protocol._json import JSON, JSONObject
 
+from ._checks import boolean, choice, integer, optional, seconds, setting, text
 from ._clock import Clock
 from ._records import (
+    DEFAULT,
     Binding,
     BindingHook,
     Builtin,
+    BuiltinError,
     BuiltinResult,
     Call,
     ErrorDict,
@@ -73,17 +79,36 @@ from ._records import (
     TriggerTypeEntry,
     Waiter,
     Worker,
+    error_body,
+    new_id,
 )
 
 __all__ = [
+    "DEFAULT",
+    "JSON",
+    "Binding",
+    "BuiltinError",
+    "Call",
+    "Clock",
     "EngineHost",
     "EngineWorker",
+    "ErrorDict",
     "InvokeGate",
     "MessageHandler",
     "NoConfig",
     "RemoteInvoker",
     "RouteSocket",
+    "Worker",
     "WsRoute",
+    "boolean",
+    "choice",
+    "error_body",
+    "integer",
+    "new_id",
+    "optional",
+    "seconds",
+    "setting",
+    "text",
 ]
 
 MessageHandler = Callable[[str, Union[str, bytes]], Optional[Awaitable[None]]]

@@ -97,6 +97,18 @@ class Engine(Faults, Waits):
         return self._server.running
 
     @property
+    def max_message_size(self) -> int:
+        return self._server.max_message_size
+
+    @property
+    def max_frame_size(self) -> int:
+        return self._server.max_frame_size
+
+    @property
+    def handshake_timeout(self) -> float:
+        return self._server.handshake_timeout
+
+    @property
     def generation(self) -> int:
         """How many runs this engine has started (``restart`` adds one)."""
         return self._server.generation

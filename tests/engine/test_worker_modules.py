@@ -13,9 +13,18 @@ import pytest
 
 from iii.testing import EngineThread, EngineWorker, ManualClock
 from iii.testing.__main__ import _module_settings, _parser, main
-from iii.testing._checks import integer, seconds, setting
-from iii.testing._records import Binding, BuiltinError, Call, ErrorDict, error_body
-from iii_protocol._json import JSON
+from iii.testing._api import (
+    JSON,
+    Binding,
+    BuiltinError,
+    Call,
+    ErrorDict,
+    Worker,
+    error_body,
+    integer,
+    seconds,
+    setting,
+)
 
 from .conftest import own_engine
 from .wsclient import Peer, new_id, settle
@@ -77,7 +86,7 @@ class Ticker(EngineWorker):
             self.ticks += 1
             self.host.fire_all("tick", {"n": self.ticks})
 
-    def worker_updated(self, worker) -> None:  # type: ignore[no-untyped-def]
+    def worker_updated(self, worker: Worker) -> None:
         if worker.name is not None:
             self.seen.append(worker.name)
 
