@@ -299,6 +299,14 @@ class EngineHost(Protocol):
         ``python -m iii.testing``.  The engine closes it when the run stops.
         """
 
+    async def open_ws_listener(
+        self, name: str, route: WsRoute, *, host: Optional[str] = None, port: int = 0
+    ) -> None:
+        """A WebSocket listener of this module's own (e.g. a client-facing stream
+        socket): every upgrade on it, whatever its path, goes to ``route``, through
+        the engine's handshake, framing and transcript.  Port and URL
+        (``ws://host:port``, ``Engine.urls[name]``) as for ``open_listener``."""
+
     def add_route(self, prefix: str, route: WsRoute) -> None:
         """Serve WebSocket upgrades whose path starts with ``prefix`` on the
         engine's listeners (``/ws/channels/`` is the channels module's)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import anyio
 import anyio.abc
@@ -53,22 +53,37 @@ from ._registry import Registry
 from ._router import Router
 from ._transcript import Transcript
 
-__all__ = ["EngineCore", "Listen"]
+__all__ = ["EngineCore", "Sockets"]
 
 log = logging.getLogger("iii.testing")
 
-#: ``listen(name, scheme, host, port) -> listener`` (the server's, so that a
-#: module's listener keeps its port across restarts and has its URL published).
-Listen = Callable[
-    [str, str, Optional[str], int],
-    Coroutine[Any, Any, anyio.abc.Listener[anyio.abc.SocketStream]],
-]
+
+class Sockets(Protocol):
+    """What the core needs from the server for the worker modules' own listeners."""
+
+    async def listen(
+        self, name: str, scheme: str, host: Optional[str], port: int
+    ) -> anyio.abc.Listener[anyio.abc.SocketStream]:
+        """Bind a listener (the same port again after a restart) and publish its URL."""
+
+    async def serve_websocket(
+        self, stream: anyio.abc.SocketStream, route: WsRoute, core: EngineCore
+    ) -> None:
+        """Serve one accepted connection as a WebSocket answered by ``route``."""
 
 
-async def _plain_listen(
-    name: str, scheme: str, host: Optional[str], port: int
-) -> anyio.abc.Listener[anyio.abc.SocketStream]:
-    return await anyio.create_tcp_listener(local_host=host or "127.0.0.1", local_port=port)
+class _NoServer:
+    """The core alone (tests, fuzzing): plain listeners, no WebSocket serving."""
+
+    async def listen(
+        self, name: str, scheme: str, host: Optional[str], port: int
+    ) -> anyio.abc.Listener[anyio.abc.SocketStream]:
+        return await anyio.create_tcp_listener(local_host=host or "127.0.0.1", local_port=port)
+
+    async def serve_websocket(
+        self, stream: anyio.abc.SocketStream, route: WsRoute, core: EngineCore
+    ) -> None:
+        raise RuntimeError("WebSocket listeners need the engine's server (serve_engine)")
 
 
 class EngineCore:
@@ -79,12 +94,12 @@ class EngineCore:
         options: EngineOptions,
         *,
         transcript: Optional[Transcript] = None,
-        listen: Optional[Listen] = None,
+        sockets: Optional[Sockets] = None,
     ) -> None:
         self.options = options
         self.transcript = transcript
         self._clock = options.clock
-        self._listen = listen or _plain_listen
+        self._sockets: Sockets = sockets or _NoServer()
         self.started_at_ms = self.now_ms()
         self.trigger_ack_timeout = options.trigger_ack_timeout
         self.leases = Leases()
@@ -415,9 +430,20 @@ class EngineCore:
     async def open_listener(
         self, name: str, *, scheme: str = "http", host: Optional[str] = None, port: int = 0
     ) -> anyio.abc.Listener[anyio.abc.SocketStream]:
-        listener = await self._listen(name, scheme, host, port)
+        listener = await self._sockets.listen(name, scheme, host, port)
         self._listeners.append(listener)
         return listener
+
+    async def open_ws_listener(
+        self, name: str, route: WsRoute, *, host: Optional[str] = None, port: int = 0
+    ) -> None:
+        listener = await self.open_listener(name, scheme="ws", host=host, port=port)
+        serve = self._sockets.serve_websocket
+
+        async def handle(stream: anyio.abc.SocketStream) -> None:
+            await serve(stream, route, self)
+
+        self.spawn(listener.serve, handle)
 
     def add_route(self, prefix: str, route: WsRoute) -> None:
         if prefix == "/" or not prefix.startswith("/"):

@@ -139,7 +139,7 @@ class Engine(Faults, Waits):
         await self._launch()
 
     async def _launch(self) -> None:
-        core = EngineCore(self.options, transcript=self._transcript, listen=self._server.listen)
+        core = EngineCore(self.options, transcript=self._transcript, sockets=self._server)
         self._install_rules(core)
         await self._server.launch(core)
 

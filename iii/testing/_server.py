@@ -26,6 +26,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from iii_protocol import ErrorBody, ErrorFrame, encode_frame
 from iii_protocol._json import JSONObject
 
+from ._api import WsRoute
 from ._core import EngineCore
 from ._options import EngineOptions
 from ._rbac import RbacConfig, Session
@@ -98,6 +99,10 @@ class Listener:
     @property
     def url(self) -> str:
         return _url("ws", self.host, self.port)
+
+
+#: Stands for a worker module's own WebSocket listener (no RBAC, no main route).
+_MODULE_LISTENER = Listener("module", "", 0, None)
 
 
 class Server:
@@ -314,10 +319,27 @@ class Server:
             leftover=leftover,
         )
 
-    async def handle(
-        self, stream: anyio.abc.SocketStream, listener: Listener, core: EngineCore
+    async def serve_websocket(
+        self, stream: anyio.abc.SocketStream, route: WsRoute, core: EngineCore
     ) -> None:
-        """Serve one accepted TCP connection until it ends."""
+        """A connection on a worker module's WebSocket listener: ``route`` answers it."""
+        try:
+            await self.handle(stream, _MODULE_LISTENER, core, route)
+        except Exception:
+            log.exception("connection handler failed")
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                await stream.aclose()
+
+    async def handle(
+        self,
+        stream: anyio.abc.SocketStream,
+        listener: Listener,
+        core: EngineCore,
+        only: Optional[WsRoute] = None,
+    ) -> None:
+        """Serve one accepted TCP connection until it ends (``only``: every path
+        goes to that route, on a module's own listener)."""
         shake = await self._handshake(stream)
         if shake is None:
             return
@@ -327,12 +349,12 @@ class Server:
         query = urllib.parse.parse_qs(target.query, keep_blank_values=True)
         n = next(self._counter)
         serve = None
-        if path == "/":
+        if only is None and path == "/":
             route, label = "main", f"pending:{n}"
-        elif path == "/otel":
+        elif only is None and path == "/otel":
             route, label = "otel", f"otel:{n}"
         else:
-            found = core.find_route(path)
+            found = only if only is not None else core.find_route(path)
             if found is None:
                 await _send_quietly(stream, _http_response(ws, 404, b"Not Found\n"))
                 return

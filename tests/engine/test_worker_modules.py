@@ -5,7 +5,8 @@ listener, and is switched and configured through the engine's options."""
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from collections.abc import Mapping
+from typing import Any, Optional, Union
 
 import anyio
 import attrs
@@ -19,6 +20,7 @@ from iii.testing._api import (
     BuiltinError,
     Call,
     ErrorDict,
+    RouteSocket,
     Worker,
     error_body,
     integer,
@@ -27,7 +29,7 @@ from iii.testing._api import (
 )
 
 from .conftest import own_engine
-from .wsclient import Peer, new_id, settle
+from .wsclient import Peer, RawClient, Rejected, new_id, settle
 
 pytestmark = pytest.mark.anyio
 
@@ -105,6 +107,28 @@ class Echo(EngineWorker):
         async with stream:
             data = await stream.receive()
             await stream.send(b"echo " + data)
+
+
+class Shout(EngineWorker):
+    """A module with a WebSocket listener of its own: answers each text upper-cased."""
+
+    name = "shout"
+
+    async def run(self) -> None:
+        await self.host.open_ws_listener("shout", self._route)
+
+    def _route(self, path: str, query: Mapping[str, list[str]]) -> Any:
+        if path == "/forbidden":
+            return 403, b"no\n"
+
+        async def serve(sock: RouteSocket) -> None:
+            def on_message(kind: str, payload: Union[str, bytes]) -> None:
+                if isinstance(payload, str):
+                    sock.send_message("text", payload.upper())
+
+            await sock.read_loop(on_message)
+
+        return f"shout:{path}", serve
 
 
 def ticker(engine) -> Ticker:  # type: ignore[no-untyped-def]
@@ -251,6 +275,30 @@ async def test_a_module_listener_keeps_its_port_across_restarts():
                 except OSError:
                     await anyio.sleep(0.01)
         assert engine.urls["echo"] == first
+
+
+async def test_a_module_serves_its_own_websocket_listener():
+    async with own_engine(namespace_grace=0.3, workers=[Shout]) as engine:
+        await engine.wait_for(lambda: "shout" in engine.urls)
+        url = engine.urls["shout"]
+        assert url.startswith("ws://127.0.0.1:") and url != engine.url
+        client = await RawClient.connect(url, "/room/1?x=1")
+        await client.send("hello")
+        kind, payload = await client.next_event()
+        assert (kind, payload) == ("text", "HELLO")
+        # The engine's transcript sees it like any other socket.
+        entries = [e for e in engine.transcript() if e["conn"] == "shout:/room/1"]
+        assert [(e["dir"], e["kind"]) for e in entries][:3] == [
+            ("in", "open"),
+            ("in", "text"),
+            ("out", "text"),
+        ]
+        with pytest.raises(Rejected) as info:
+            await RawClient.connect(url, "/forbidden")
+        assert info.value.status == 403
+        # Not on the main listener: there the path is unknown.
+        with pytest.raises(Rejected):
+            await RawClient.connect(engine.url, "/room/1")
 
 
 async def test_the_queue_retries_on_the_engine_clock():
