@@ -16,7 +16,7 @@ import anyio
 import anyio.abc
 
 from ._api import EngineWorker
-from ._clock import ManualClock
+from ._clock import Clock, ManualClock
 from ._controls import Faults, ResultRule
 from ._core import EngineCore
 from ._options import EngineOptions, check_options
@@ -119,6 +119,11 @@ class Engine(Faults, Waits):
         if module is None:
             raise KeyError(f"no worker module {name!r} runs in this engine")
         return module
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock (``SystemClock``, or the ``ManualClock`` a test moves)."""
+        return self.options.clock
 
     def advance_clock(self, seconds: float) -> int:
         """Move the engine's ``ManualClock`` forward; returns how many sleepers woke."""

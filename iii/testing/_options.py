@@ -29,7 +29,7 @@ from ._checks import (
     seconds,
     text,
 )
-from ._clock import Clock, SystemClock
+from ._clock import Clock, ManualClock, SystemClock
 from ._rbac import as_rbac
 from ._workers import STANDARD_WORKERS
 
@@ -57,8 +57,13 @@ LISTENER_OPTIONS: dict[str, Check] = {
 
 
 def _clock(name: str, value: Any) -> Any:
+    """A ``Clock``, or ``"manual"`` (a new ``ManualClock``) / ``"system"``."""
     if value is None:
         return None
+    if value == "manual":
+        return ManualClock()
+    if value == "system":
+        return SystemClock()
     missing = [m for m in ("time", "monotonic", "sleep", "sleep_until") if not hasattr(value, m)]
     if missing:
         raise option_error(name, f"expected a Clock (missing {', '.join(missing)})", TypeError)
@@ -170,7 +175,8 @@ class EngineOptions:
 
     Keyword arguments: ``namespace_grace`` (seconds; default
     ``$III_NAMESPACE_GRACE_MS`` or 5), ``trigger_ack_timeout``,
-    ``lenient_frames``, ``clock`` (default ``SystemClock()``), ``workers``
+    ``lenient_frames``, ``clock`` (a ``Clock``, or ``"manual"`` for a new
+    ``ManualClock``; default ``SystemClock()``), ``workers``
     (extra ``EngineWorker`` classes), and every module option (``queue``,
     ``queue_max_attempts``, ``channel_ttl``, ``functions_poll_interval``, ...).
 

@@ -18,6 +18,7 @@ from iii_protocol._json import JSON, JSONObject
 
 from ._api import EngineWorker
 from ._checks import choice, seconds
+from ._clock import Clock
 from ._controls import ResultRule
 from ._core import EngineCore
 from ._handle import Engine, serve_engine
@@ -177,6 +178,11 @@ class EngineThread:
         """The worker module ``name`` of the current run.  It lives on the engine's
         thread: read or change it through ``call`` (``call(lambda: m.stats())``)."""
         return self._call(self.engine.module, name)
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock; move a ``ManualClock`` with ``advance_clock``."""
+        return self.engine.clock
 
     def advance_clock(self, seconds: float) -> int:
         """Move the engine's ``ManualClock`` forward (on the engine's thread)."""

@@ -370,3 +370,11 @@ def test_cli_flags_come_from_the_modules_options(capsys):
     with pytest.raises(SystemExit):
         main(["--queue-max-attempts", "0"])
     assert "argument --queue-max-attempts: expected an int 1 or more" in capsys.readouterr().err
+
+
+@pytest.mark.iii_engine(clock="manual", queue_backoff=2.0)
+def test_the_fixture_takes_a_manual_clock(iii_engine):
+    assert isinstance(iii_engine.clock, ManualClock)
+    assert iii_engine.advance_clock(0.5) == 0
+    assert iii_engine.call(lambda: iii_engine.clock.monotonic()) == 0.5
+    assert iii_engine.module("queue").config.backoff == 2.0
