@@ -343,11 +343,13 @@ class EngineWorker:
             its options; the module gets an instance as ``self.config``.
 
     Methods to override (all optional): ``install`` (register functions,
-    trigger types, routes, plug points: called once per engine run, before any
-    connection), ``run`` (background work, started with the run and cancelled
-    at its end), ``close`` (release resources after ``run`` ended), and the
-    hooks ``worker_connected``, ``worker_updated`` (announce),
-    ``worker_disconnected`` and ``functions_changed``.
+    trigger types, routes, plug points: called once per engine run, when the
+    core is built, before any connection; nothing runs yet, so no ``spawn``
+    there), ``run`` (background work, started with the run and cancelled at its
+    end: open listeners and ``spawn`` tasks from here or from handlers),
+    ``close`` (release resources after ``run`` ended), and the hooks
+    ``worker_connected``, ``worker_updated`` (announce), ``worker_disconnected``
+    and ``functions_changed``.
     """
 
     name: ClassVar[str] = ""
