@@ -69,8 +69,12 @@ class Faults:
     _rules: list[ResultRule]
 
     def _install_rules(self, core: EngineCore) -> None:
-        """Make ``core``'s router consult the rules (every run, rules survive restarts)."""
+        """Make ``core``'s router consult the rules (rules survive restarts).  Without
+        rules the router has no hook at all: results pass with one test."""
         router = core.router
+        if not self._rules:
+            router.result_hook = None
+            return
 
         def hook(pending: Pending, result: JSON, error: Optional[ErrorDict]) -> bool:
             for rule in self._rules:
@@ -116,7 +120,7 @@ class Faults:
 
         ``count`` limits how many results the rule applies to."""
         rule = ResultRule(function_id, seconds, count)
-        self._rules.append(rule)
+        self._add_rule(rule)
         return rule
 
     def withhold_results(
@@ -124,14 +128,21 @@ class Faults:
     ) -> ResultRule:
         """Keep results of ``function_id`` from their callers until ``rule.release()``."""
         rule = ResultRule(function_id, None, count)
-        self._rules.append(rule)
+        self._add_rule(rule)
         return rule
+
+    def _add_rule(self, rule: ResultRule) -> None:
+        self._rules.append(rule)
+        if self._server.core is not None:
+            self._install_rules(self._server.core)
 
     def clear_faults(self) -> None:
         """Remove every result rule (withheld results stay undelivered)."""
         for rule in self._rules:
             rule.cancel()
         self._rules.clear()
+        if self._server.core is not None:
+            self._install_rules(self._server.core)
 
     def send_raw(self, worker_id: str, data: bytes) -> None:
         """Write ``data`` to the worker's TCP stream as is (no WebSocket framing)."""
