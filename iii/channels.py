@@ -939,7 +939,7 @@ def resolve_channel_refs(
     """Replace every channel ref inside ``data`` by a ``ChannelReader``/``ChannelWriter``.
 
     A ref is an object with string ``channel_id`` and ``access_key`` and a
-    ``direction`` of ``read`` or ``write`` (section 9.1); dicts, lists and
+    ``direction`` of ``read`` or ``write`` (docs/protocol.md#channel-refs); dicts, lists and
     tuples are walked.  Containers holding a ref are copied; everything else
     is returned as is (``data`` itself when there is no ref).
     """

@@ -12,13 +12,15 @@ import http.server
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
 
 import iii
+from iii.testing import EngineThread
 
+from ._harness import PeerAgent, Sdk
 from .conftest import Pair
 
 pytestmark = pytest.mark.conformance
@@ -135,8 +137,9 @@ def test_missing_payload(pair: Pair) -> None:
 
     Both the Python SDKs (``exclude_none``) and Node (``JSON.stringify`` drops
     ``undefined``) OMIT ``data`` then; the real engine requires it and drops
-    such a frame (the caller would time out).  The reference engine reads a
-    missing ``data`` as ``null`` (deviation, docs/protocol.md#compatibility).
+    such a frame (the caller would time out).  The ``pair`` engine is lenient
+    (``lenient_frames=True``) and reads it as ``null``; the strict default is
+    ``test_strict_engine_drops_a_call_without_data``.
     """
     register(pair, "conf::nodata", "echo")
     out = pair.b.ok("trigger", function_id="conf::nodata", timeout_ms=5000)
@@ -144,6 +147,48 @@ def test_missing_payload(pair: Pair) -> None:
     sent = pair.engine.frames(pair.b.info["worker_id"], direction="in", type="invokefunction")
     frame = next(f for f in sent if f["function_id"] == "conf::nodata")
     assert "data" not in frame  # the official SDK's quirk, named
+
+
+def _dropped(engine: EngineThread, worker_id: str) -> list[str]:
+    return [
+        e["info"]
+        for e in engine.transcript()
+        if e["kind"] == "dropped" and e["conn"] == worker_id and e["dir"] == "in"
+    ]
+
+
+def test_strict_engine_drops_a_call_without_data(
+    sdk: Sdk, iii_engine: EngineThread, spawn: Callable[..., PeerAgent]
+) -> None:
+    """By default the engine is as strict as the real one: an official SDK's call
+    without a payload (``data`` omitted) is dropped, the engine logs it and notes
+    it in the transcript, and the caller times out."""
+    a = spawn(sdk.id, iii_engine.url, f"strict-a-{sdk.id}", engine=iii_engine)
+    b = spawn(sdk.id, iii_engine.url, f"strict-b-{sdk.id}", engine=iii_engine)
+    a.ok("register_function", function_id="strict::echo", behavior="echo")
+    iii_engine.wait_for_function("strict::echo")
+    out = b.call("trigger", function_id="strict::echo", timeout_ms=500)
+    assert out["error"]["code"] == "TIMEOUT"
+    assert _dropped(iii_engine, b.info["worker_id"]) == [
+        "invalid invokefunction frame: missing field `data`"
+    ]
+    # With a payload the same call goes through.
+    assert b.ok("trigger", function_id="strict::echo", payload=1)["result"]["echo"] == 1
+
+
+def test_strict_engine_drops_a_binding_without_config(
+    sdk: Sdk, iii_engine: EngineThread, spawn: Callable[..., PeerAgent]
+) -> None:
+    a = spawn(sdk.id, iii_engine.url, f"strict-p-{sdk.id}", engine=iii_engine)
+    b = spawn(sdk.id, iii_engine.url, f"strict-u-{sdk.id}", engine=iii_engine)
+    a.ok("register_trigger_type", trigger_type="strict-bare")
+    iii_engine.wait_for_trigger_type("strict-bare")
+    b.ok("register_function", function_id="strict::bare", behavior="record")
+    iii_engine.wait_for_function("strict::bare")
+    b.ok("register_trigger", key="bare", trigger_type="strict-bare", function_id="strict::bare")
+    reason = "invalid registertrigger frame: missing field `config`"
+    iii_engine.wait_for(lambda: reason in _dropped(iii_engine, b.info["worker_id"]))
+    assert iii_engine.bindings() == []
 
 
 def test_builtin_workers_list_sees_both_workers(pair: Pair) -> None:
@@ -205,7 +250,8 @@ def test_binding_without_config(pair: Pair) -> None:
 
     The official SDKs then OMIT ``config`` (Python ``exclude_none``, Node
     ``undefined``); the real engine requires it and silently drops the binding.
-    The reference engine must accept it as ``null`` (docs/protocol.md#compatibility).
+    The lenient ``pair`` engine reads it as ``null``; the strict default is
+    ``test_strict_engine_drops_a_binding_without_config``.
     """
     pair.a.ok("register_trigger_type", trigger_type="conf-bare")
     pair.engine.wait_for_trigger_type("conf-bare")
