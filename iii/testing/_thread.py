@@ -221,6 +221,9 @@ class EngineThread:
     def dead_letters(self) -> list[JSONObject]:
         return self._call(self.engine.dead_letters)
 
+    def pubsub_stats(self) -> JSONObject:
+        return self._call(self.engine.pubsub_stats)
+
     def stats(self) -> JSONObject:
         return self._call(self.engine.stats)
 
