@@ -222,6 +222,7 @@ class EngineThread:
         return self._call(self.engine.dead_letters)
 
     def pubsub_stats(self) -> JSONObject:
+        """The pubsub module's counters (``Engine.pubsub_stats``)."""
         return self._call(self.engine.pubsub_stats)
 
     def stats(self) -> JSONObject:
