@@ -325,6 +325,21 @@ async def test_a_missing_function_is_retried_until_it_appears():
         assert frame["data"] == "payload"
 
 
+async def test_retries_with_no_backoff_take_turns_with_the_rest_of_the_engine():
+    configs = {
+        "fifo": {"type": "fifo", "message_group_field": "k", "backoff_ms": 0, "max_retries": 200},
+        "std": {"backoff_ms": 0, "max_retries": 200},
+    }
+    async with engine_with(ManualClock(), queue_configs=configs) as engine:
+        caller = await Peer.join(engine.url, "c")
+        for queue in ("fifo", "std"):
+            await enqueue(caller, "ghost::fn", {"k": 1}, queue=queue)  # fails at once, each time
+        # The engine keeps answering while they spin down to their dead-letter queues.
+        assert await call_ok(caller, "engine::queue::list_topics", {})
+        await engine.wait_for(lambda: engine.queue_stats()["dead_letters"] == 2)
+        assert {d["attempts"] for d in engine.dead_letters()} == {200}
+
+
 async def test_an_enqueue_in_a_namespace_runs_there():
     async with engine_with(ManualClock()) as engine:
         handler = await worker(engine, "ns::fn", name="h", namespace="orders")

@@ -262,8 +262,11 @@ class Scheduler:
 
     def _fire_due(self) -> None:
         now = self.host.clock.monotonic()
+        due: list[_Timer] = []
         while self.timers and self.timers[0][0] <= now:
-            _, _, q, job, inline = heapq.heappop(self.timers)
+            due.append(heapq.heappop(self.timers))
+        # Only these: a retry failing at once with no backoff waits for the next turn.
+        for _, _, q, job, inline in due:
             if inline:  # a fifo retry keeps its slot and goes before anything else
                 self._deliver(q, job)
             else:  # back in line, ahead of the jobs waiting (the engine's rpush)
