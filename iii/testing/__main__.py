@@ -16,7 +16,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 import anyio
@@ -56,6 +56,18 @@ def _grace_ms(text: str) -> float:
     if ms < 0:
         raise ValueError(f"expected 0 or more milliseconds, got {ms}")
     return ms / 1000
+
+
+def _json_or_file(value: str) -> Any:
+    """A JSON value given inline or as the path of a JSON file."""
+    text = value
+    if not value.lstrip().startswith(("{", "[")) and os.path.exists(value):
+        with open(value, encoding="utf-8") as fh:
+            text = fh.read()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"neither JSON nor a JSON file: {exc}") from None
 
 
 def _rbac(value: str) -> Any:
@@ -149,13 +161,20 @@ def _module_flags(p: argparse.ArgumentParser) -> None:
                 flag, dest=_MODULE + name, action=argparse.BooleanOptionalAction, help=option.help
             )
             continue
-        convert: Callable[[str], Any] = int if isinstance(default, int) else float
+        convert: Callable[[str], Any]
+        if isinstance(default, (int, float)):
+            convert = int if isinstance(default, int) else float
+            metavar = type(default).__name__.upper()
+        elif isinstance(default, Mapping):  # inline JSON or a JSON file; the check reads it
+            convert, metavar = _json_or_file, "JSON_OR_FILE"
+        else:  # text, as the option's own check takes it
+            convert, metavar = str, "TEXT"
         group.add_argument(
             flag,
             dest=_MODULE + name,
-            metavar=type(default).__name__.upper(),
+            metavar=metavar,
             type=_typed(name, convert),
-            help=f"{option.help} (default {default})",
+            help=f"{option.help} (default {json.dumps(default)})",
         )
 
 

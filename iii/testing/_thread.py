@@ -221,6 +221,10 @@ class EngineThread:
     def dead_letters(self) -> list[JSONObject]:
         return self._call(self.engine.dead_letters)
 
+    def pubsub_stats(self) -> JSONObject:
+        """The pubsub module's counters (``Engine.pubsub_stats``)."""
+        return self._call(self.engine.pubsub_stats)
+
     def stats(self) -> JSONObject:
         return self._call(self.engine.stats)
 

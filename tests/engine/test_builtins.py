@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from iii.testing._workers import STANDARD_WORKERS
+
 from .conftest import own_engine
 from .wsclient import UUID4, Peer, new_id, settle
 
@@ -110,13 +112,21 @@ async def setup_world(engine):
 async def test_functions_list(engine):
     a, _b, _ = await setup_world(engine)
     listed = (await call_ok(a, "engine::functions::list", {}))["functions"]
-    assert [(f["function_id"], f["namespace"]) for f in listed] == [
-        ("engine::queue::enqueue", "default"),
+    # The standard worker modules' functions are listed too (engine::* only as
+    # engine::queue::*); the workers' own, sorted:
+    modules = {m.worker_name for m in STANDARD_WORKERS} - {"iii-engine"}
+    assert [
+        (f["function_id"], f["namespace"]) for f in listed if f["worker_name"] not in modules
+    ] == [
         ("math::add", "default"),
         ("math::sub", "default"),
         ("orders::place", "orders"),
     ]
-    add = listed[1]
+    ids = [f["function_id"] for f in listed]
+    assert ids == sorted(ids)
+    assert {"engine::queue::enqueue", "engine::queue::dlq_messages", "publish"} <= set(ids)
+    assert all(i.startswith("engine::queue::") for i in ids if i.startswith("engine::"))
+    add = next(f for f in listed if f["function_id"] == "math::add")
     assert add == {
         "function_id": "math::add",
         "namespace": "default",
@@ -172,7 +182,8 @@ async def test_functions_info(engine):
 async def test_triggers_list_and_info(engine):
     a, _, _ = await setup_world(engine)
     listed = (await call_ok(a, "engine::triggers::list", {}))["triggers"]
-    assert listed == [
+    modules = {m.worker_name for m in STANDARD_WORKERS}
+    assert [t for t in listed if t["worker_name"] not in modules] == [
         {
             "id": "webhook",
             "namespace": "orders",
@@ -180,9 +191,9 @@ async def test_triggers_list_and_info(engine):
             "description": "Incoming webhook",
         }
     ]
+    assert {"subscribe", "durable:subscriber"} <= {t["id"] for t in listed}
     internal = await call_ok(a, "engine::triggers::list", {"include_internal": True})
-    assert {t["id"] for t in internal["triggers"]} == {
-        "webhook",
+    assert {t["id"] for t in internal["triggers"]} - {t["id"] for t in listed} == {
         "engine::workers-available",
         "engine::functions-available",
     }
@@ -256,7 +267,7 @@ async def test_workers_list_and_info(engine):
     engine_row = next(w for w in workers if w["name"] == "iii-engine")
     assert engine_row["runtime"] == "engine" and engine_row["status"] == "available"
     only_engine = await call_ok(a, "engine::workers::list", {"runtime": "engine"})
-    assert {w["name"] for w in only_engine["workers"]} == {"iii-engine", "iii-queue"}
+    assert {w["name"] for w in only_engine["workers"]} == {m.worker_name for m in STANDARD_WORKERS}
     info = await call_ok(a, "engine::workers::info", {"name": "beta", "namespace": "orders"})
     assert info["worker"]["id"] == b.worker_id
     assert info["worker"]["pid"] == os.getpid()
@@ -385,7 +396,9 @@ async def test_queue_enqueue_builtin_directly(engine):
     await settle(provider)
     caller = await Peer.join(engine.url, "c")
     receipt = await call_ok(
-        caller, "engine::queue::enqueue", {"queue": "q", "function_id": "job::fn", "data": [1]}
+        caller,
+        "engine::queue::enqueue",
+        {"queue": "default", "function_id": "job::fn", "data": [1]},
     )
     assert re.match(UUID4, receipt["messageReceiptId"])
     assert (await provider.recv_type("invokefunction"))["data"] == [1]

@@ -310,7 +310,9 @@ async def test_the_queue_retries_on_the_engine_clock():
         await handler.register("job::flaky")
         caller = await Peer.join(engine.url, "enqueuer")
         await settle(handler)
-        out = await caller.call("job::flaky", {"n": 1}, action={"type": "enqueue", "queue": "q"})
+        out = await caller.call(
+            "job::flaky", {"n": 1}, action={"type": "enqueue", "queue": "default"}
+        )
         assert "messageReceiptId" in out["result"]
         first = await handler.recv_type("invokefunction")
         error = {"code": "boom", "message": "try again"}

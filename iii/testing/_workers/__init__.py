@@ -12,6 +12,7 @@ from .._api import EngineWorker
 from .channels import Channels
 from .engine_functions import EngineFunctions
 from .http_functions import HttpFunctions
+from .pubsub import PubSub
 from .queue import MemoryQueue
 from .rbac import RbacGate
 
@@ -22,5 +23,6 @@ STANDARD_WORKERS: tuple[type[EngineWorker], ...] = (
     Channels,
     HttpFunctions,
     MemoryQueue,
+    PubSub,
     RbacGate,
 )

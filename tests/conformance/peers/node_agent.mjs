@@ -60,6 +60,7 @@ const worker = sdk.registerWorker(url, options)
 const functions = new Map()
 const triggers = new Map()
 const bindings = new Map() // provider side: binding id -> trigger config
+const flakyCalls = new Map() // "flaky" handlers: calls so far, by function id
 
 function makeHandler(functionId, behavior, args) {
   return async (data, metadata) => {
@@ -71,6 +72,14 @@ function makeHandler(functionId, behavior, args) {
         return { recorded: functionId }
       case 'fail':
         throw new Error(args.message ?? 'handler failed')
+      // -- queue/pubsub tests: report each call, fail the first `fail_times` --
+      case 'flaky': {
+        const calls = (flakyCalls.get(functionId) ?? 0) + 1
+        flakyCalls.set(functionId, calls)
+        emit({ event: 'invoked', function_id: functionId, data: data ?? null, attempt: calls })
+        if (calls <= (args.fail_times ?? Infinity)) throw new Error(`attempt ${calls} failed`)
+        return { attempt: calls }
+      }
       case 'none':
         return undefined
       case 'sleep':

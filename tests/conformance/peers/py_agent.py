@@ -97,6 +97,7 @@ class Agent:
         self.functions: dict[str, Any] = {}
         self.triggers: dict[str, Any] = {}
         self.bindings: dict[str, Any] = {}  # provider side: binding id -> TriggerConfig
+        self.calls: dict[str, int] = {}  # "flaky" handlers: calls so far, by function id
 
     # -- handlers ----------------------------------------------------------------
 
@@ -118,6 +119,14 @@ class Agent:
                 return {"recorded": function_id}
             if behavior == "fail":
                 raise RuntimeError(args.get("message", "handler failed"))
+            # -- queue/pubsub tests: report each call, fail the first `fail_times` --
+            if behavior == "flaky":
+                calls = self.calls[function_id] = self.calls.get(function_id, 0) + 1
+                emit({"event": "invoked", "function_id": function_id, "data": data,
+                      "attempt": calls})
+                if calls <= args.get("fail_times", 1 << 30):
+                    raise RuntimeError(f"attempt {calls} failed")
+                return {"attempt": calls}
             if behavior == "none":
                 return None
             if behavior == "sleep":
