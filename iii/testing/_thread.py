@@ -184,6 +184,10 @@ class EngineThread:
         """The engine's clock; move a ``ManualClock`` with ``advance_clock``."""
         return self.engine.clock
 
+    def cron_jobs(self) -> list[JSONObject]:
+        """The ``cron`` bindings' jobs (``next_run`` is set while a job sleeps)."""
+        return self._call(self.engine.cron_jobs)
+
     def advance_clock(self, seconds: float) -> int:
         """Move the engine's ``ManualClock`` forward (on the engine's thread)."""
         return self._call(self.engine.advance_clock, seconds)

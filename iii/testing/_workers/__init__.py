@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .._api import EngineWorker
 from .channels import Channels
+from .cron import Cron
 from .engine_functions import EngineFunctions
 from .http_functions import HttpFunctions
 from .queue import MemoryQueue
@@ -23,4 +24,5 @@ STANDARD_WORKERS: tuple[type[EngineWorker], ...] = (
     HttpFunctions,
     MemoryQueue,
     RbacGate,
+    Cron,
 )
