@@ -96,6 +96,15 @@ class Engine(Faults, Waits):
         return out
 
     @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP worker (``rest_api``), where the ``http``
+        trigger routes are served.  ``RuntimeError`` when that module is off."""
+        url = self._server.urls.get("http")
+        if url is None or not self.options.enabled("rest_api"):
+            raise RuntimeError("the HTTP worker module is off (rest_api=False)")
+        return url
+
+    @property
     def running(self) -> bool:
         return self._server.running
 

@@ -171,6 +171,11 @@ class EngineThread:
         return self._call(lambda: self.engine.urls)
 
     @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP worker (``rest_api``): the ``http`` routes."""
+        return self._call(lambda: self.engine.http_url)
+
+    @property
     def transcript_limit(self) -> Optional[int]:
         return self.engine.transcript_limit
 

@@ -15,6 +15,7 @@ from .engine_functions import EngineFunctions
 from .http_functions import HttpFunctions
 from .queue import MemoryQueue
 from .rbac import RbacGate
+from .rest_api import RestApi
 
 __all__ = ["STANDARD_WORKERS"]
 
@@ -25,4 +26,5 @@ STANDARD_WORKERS: tuple[type[EngineWorker], ...] = (
     MemoryQueue,
     RbacGate,
     Cron,
+    RestApi,
 )
