@@ -638,32 +638,55 @@ def test_traceparent_reaches_the_function(iii_engine, worker):
     assert frame["traceparent"] == tp and frame["baggage"] == "k=v"
 
 
-def test_async_workers_serve_routes(iii_engine):
-    for backend in ("asyncio", "trio"):
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_async_workers_serve_and_stream_routes(iii_engine, backend):
+    async def main() -> tuple[Reply, Reply]:
+        async with iii.register_worker_async(iii_engine.url, opts(worker_name="http-aw")) as w:
 
-        async def main(backend: str) -> Reply:
-            async with iii.register_worker_async(iii_engine.url, opts(worker_name="http-aw")) as w:
+            async def hello(data: dict[str, Any]) -> dict[str, Any]:
+                await anyio.sleep(0)
+                return {"status_code": 200, "body": {"hello": data["query_params"]["who"]}}
 
-                async def hello(data: dict[str, Any]) -> dict[str, Any]:
-                    await anyio.sleep(0)
-                    return {"status_code": 200, "body": {"hello": data["query_params"]["who"]}}
+            async def shout(req: Any, res: Any) -> None:
+                text = (await req.request_body.read_all()).decode()
+                await res.status(200)
+                await res.headers({"content-type": "text/plain"})
+                await res.writer.write(text.upper().encode())
+                await res.writer.close_async()
 
-                w.register_function(f"api::hello_{backend}", hello)
-                trigger = w.register_trigger(
+            w.register_function("api::hello", hello)
+            w.register_function("api::shout", http_handler(shout))
+            triggers = [
+                w.register_trigger(
                     {
                         "type": "http",
-                        "function_id": f"api::hello_{backend}",
-                        "config": {"api_path": f"/hello/{backend}"},
+                        "function_id": fid,
+                        "config": {"api_path": path, "http_method": m},
                     }
                 )
+                for fid, path, m in (
+                    ("api::hello", "/hello", "GET"),
+                    ("api::shout", "/shout", "POST"),
+                )
+            ]
+            for trigger in triggers:
                 await anyio.to_thread.run_sync(
-                    lambda: iii_engine.wait_for_binding(trigger.id, acked=True)
+                    lambda t=trigger: iii_engine.wait_for_binding(t.id, acked=True)
                 )
-                return await anyio.to_thread.run_sync(
-                    send, iii_engine.http_url, "GET", f"/hello/{backend}?who={backend}"
+            hello_reply = await anyio.to_thread.run_sync(
+                send, iii_engine.http_url, "GET", f"/hello?who={backend}"
+            )
+            shout_reply = await anyio.to_thread.run_sync(
+                lambda: send(
+                    iii_engine.http_url, "POST", "/shout", b"quiet", {"Content-Type": "text/plain"}
                 )
+            )
+            return hello_reply, shout_reply
 
-        assert anyio.run(main, backend, backend=backend).json() == {"hello": backend}
+    hello_reply, shout_reply = anyio.run(main, backend=backend)
+    assert hello_reply.json() == {"hello": backend}
+    assert shout_reply.body == b"QUIET"
+    assert shout_reply.headers["transfer-encoding"] == "chunked"
 
 
 def test_introspection_shows_the_http_trigger_type(iii_engine, worker):
