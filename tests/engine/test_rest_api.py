@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -793,3 +794,93 @@ def test_the_cli_defaults_to_the_engines_http_port():
         check=True,
     ).stdout
     assert "--http-port" in out and "3111" in out and "--no-rest-api" in out
+
+
+# -- the HTTP server itself ---------------------------------------------------------------------
+
+
+def raw_exchange(base: str, data: bytes, *, until: bytes = b"\r\n\r\n") -> bytes:
+    """Send raw bytes; read until ``until`` has arrived (or the server closes)."""
+    parts = urllib.parse.urlsplit(base)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(data)
+        got = b""
+        while until not in got:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def test_a_malformed_request_gets_a_400_and_the_server_goes_on(iii_engine, worker):
+    worker.register_function("api::ok", lambda d: {"body": "ok"})
+    route(iii_engine, worker, "api::ok", api_path="/ok")
+    reply = raw_exchange(iii_engine.http_url, b"NOT HTTP AT ALL\r\n\r\n", until=b"\n\n")
+    assert reply.startswith(b"HTTP/1.1 400 ")
+    assert send(iii_engine.http_url, "GET", "/ok").json() == "ok"
+
+
+def test_expect_100_continue_is_answered_when_the_body_is_read(iii_engine, worker):
+    worker.register_function(
+        "api::size", lambda d: {"body": len(d["request_body"].read_all_sync())}
+    )
+    route(iii_engine, worker, "api::size", api_path="/size", http_method="POST")
+    parts = urllib.parse.urlsplit(iii_engine.http_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(
+            b"POST /size HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        sock.sendall(b"hello")
+        final = interim.partition(b"\r\n\r\n")[2]
+        while not final.endswith(b"5"):
+            chunk = sock.recv(65536)
+            assert chunk, final
+            final += chunk
+        assert final.startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_client_leaving_mid_stream_does_not_hurt_the_server(iii_engine, worker):
+    go_on = threading.Event()
+    finished = threading.Event()
+
+    async def slow_stream(req: Any, res: Any) -> None:
+        await res.status(200)
+        await res.writer.write(b"first chunk")
+        await anyio.to_thread.run_sync(go_on.wait, 20)
+        for _ in range(20):
+            await res.writer.write(b"more" * 1000)
+        await res.writer.close_async()
+        finished.set()
+
+    worker.register_function("api::slow_stream", http_handler(slow_stream))
+    worker.register_function("api::ok", lambda d: {"body": "ok"})
+    route(iii_engine, worker, "api::slow_stream", api_path="/slow-stream")
+    route(iii_engine, worker, "api::ok", api_path="/ok")
+    got = raw_exchange(
+        iii_engine.http_url, b"GET /slow-stream HTTP/1.1\r\nHost: x\r\n\r\n", until=b"first chunk"
+    )
+    assert b"first chunk" in got  # and the client is gone
+    go_on.set()
+    assert finished.wait(20)  # the function's writes after that do not fail it
+    assert send(iii_engine.http_url, "GET", "/ok").json() == "ok"
+    iii_engine.wait_for(lambda: iii_engine.channels() == [])
+
+
+def test_an_unread_request_body_closes_the_connection_after_the_response(iii_engine, worker):
+    worker.register_function("api::ignore", lambda d: {"body": "ignored"})
+    route(iii_engine, worker, "api::ignore", api_path="/ignore", http_method="POST")
+    parts = urllib.parse.urlsplit(iii_engine.http_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        big = b"z" * 2_000_000  # more than the body channel holds unread
+        reply = send("", "POST", "/ignore", big, {"Content-Type": "text/plain"}, conn=conn)
+        assert reply.json() == "ignored"
+    finally:
+        conn.close()
+    assert send(iii_engine.http_url, "GET", "/nothing").status == 404
