@@ -70,7 +70,6 @@ from .http_server import ClientGone, HttpConnection, Request, Response
 
 __all__ = [
     "CALL_REQUEST_SCHEMA",
-    "CALL_RESPONSE_SCHEMA",
     "CONFIGURATION_SCHEMA",
     "DEFAULT_HTTP_PORT",
     "HttpConfig",
@@ -139,25 +138,6 @@ CALL_REQUEST_SCHEMA: JSONObject = {
         "body": {"description": "Request body"},
     },
 }
-
-#: What the bound function returns (every field optional).
-CALL_RESPONSE_SCHEMA: JSONObject = {
-    "$schema": _SCHEMA,
-    "title": "HttpCallResponse",
-    "type": "object",
-    "properties": {
-        "status_code": {"type": ["integer", "null"], "minimum": 0, "maximum": 65535},
-        "headers": {
-            "anyOf": [
-                {"type": "object", "additionalProperties": {"type": "string"}},
-                {"type": "array", "items": {"type": "string"}},
-                {"type": "null"},
-            ]
-        },
-        "body": {},
-    },
-}
-
 
 # -- options -------------------------------------------------------------------------------
 
@@ -274,7 +254,6 @@ class RestApi(EngineWorker):
         self.routes: dict[str, Route] = {}
         self._tree: Optional[Node] = None
         self._methods: dict[str, dict[str, str]] = {}
-        self.requests = 0
         self._limit = anyio.Semaphore(self.config.concurrency_request_limit)
         self.trigger_type(
             "http",
@@ -373,7 +352,6 @@ class RestApi(EngineWorker):
     async def _handle(
         self, request: Request, respond: Callable[[Response], Awaitable[None]]
     ) -> None:
-        self.requests += 1
         async with self._limit:
             if request.method == "OPTIONS":
                 await respond(self._preflight(request))
@@ -680,9 +658,6 @@ class RestApi(EngineWorker):
         names = {k for k, _ in extra}
         kept = [(k, v) for k, v in response.headers if k.lower() not in names]
         response.headers = [*kept, ("vary", _VARY), *extra]
-
-    def stats(self) -> JSONObject:
-        return {"routes": len(self.routes), "requests": self.requests}
 
 
 _TIMED_OUT: Any = object()
