@@ -115,6 +115,28 @@ function makeHandler(functionId, behavior, args) {
         await new Promise((resolve) => writer.stream.end(resolve))
         return { writer_type: writer.constructor.name }
       }
+      // -- the HTTP worker's routes (whttp) --
+      case 'http_record': { // report the request, answer args.result
+        const { request_body: requestBody, response, ...request } = data
+        emit({
+          event: 'http_request',
+          function_id: functionId,
+          request,
+          request_body_type: requestBody?.constructor?.name ?? null,
+          response_type: response?.constructor?.name ?? null,
+          metadata: metadata ?? null,
+        })
+        return args.result
+      }
+      case 'http_stream': { // stream status, headers and an echo of the body
+        const body = await data.request_body.readAll()
+        const writer = data.response
+        writer.sendMessage(JSON.stringify({ type: 'set_status', status_code: args.status ?? 200 }))
+        writer.sendMessage(JSON.stringify({ type: 'set_headers', headers: args.headers ?? {} }))
+        writer.stream.write(Buffer.concat([Buffer.from('echo: '), body]))
+        await new Promise((resolve) => writer.stream.end(resolve))
+        return undefined
+      }
       default:
         throw new Error('unknown behavior ' + behavior)
     }

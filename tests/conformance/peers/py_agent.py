@@ -160,6 +160,31 @@ class Agent:
                 await writer.write(b"from " + name.encode())
                 await writer.close_async()
                 return {"writer_type": type(writer).__name__}
+            # -- the HTTP worker's routes (whttp) ------------------------------------
+            if behavior == "http_record":  # report the request, answer args["result"]
+                emit(
+                    {
+                        "event": "http_request",
+                        "function_id": function_id,
+                        "request": {
+                            k: v for k, v in data.items() if k not in ("request_body", "response")
+                        },
+                        "request_body_type": type(data.get("request_body")).__name__,
+                        "response_type": type(data.get("response")).__name__,
+                        "metadata": metadata,
+                    }
+                )
+                return args.get("result")
+            if behavior == "http_stream":  # stream status, headers and an echo of the body
+                body = await data["request_body"].read_all()
+                writer = data["response"]
+                status = {"type": "set_status", "status_code": args.get("status", 200)}
+                await writer.send_message_async(json.dumps(status))
+                headers = {"type": "set_headers", "headers": args.get("headers", {})}
+                await writer.send_message_async(json.dumps(headers))
+                await writer.write(b"echo: " + body)
+                await writer.close_async()
+                return None
             raise ValueError(f"unknown behavior {behavior}")
 
         return handler
