@@ -14,6 +14,7 @@ from .engine_functions import EngineFunctions
 from .http_functions import HttpFunctions
 from .queue import MemoryQueue
 from .rbac import RbacGate
+from .state import StateWorker
 
 __all__ = ["STANDARD_WORKERS"]
 
@@ -23,4 +24,5 @@ STANDARD_WORKERS: tuple[type[EngineWorker], ...] = (
     HttpFunctions,
     MemoryQueue,
     RbacGate,
+    StateWorker,
 )
