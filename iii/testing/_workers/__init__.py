@@ -15,6 +15,7 @@ from .http_functions import HttpFunctions
 from .queue import MemoryQueue
 from .rbac import RbacGate
 from .state import StateWorker
+from .stream import StreamWorker
 
 __all__ = ["STANDARD_WORKERS"]
 
@@ -25,4 +26,5 @@ STANDARD_WORKERS: tuple[type[EngineWorker], ...] = (
     MemoryQueue,
     RbacGate,
     StateWorker,
+    StreamWorker,
 )

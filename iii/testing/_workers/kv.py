@@ -32,6 +32,7 @@ __all__ = [
     "ANY",
     "MISSING",
     "OPS",
+    "OPT_ANY",
     "OPT_STR",
     "STR",
     "KvStore",
@@ -128,7 +129,7 @@ class KvStore:
 
 # -- reading inputs like serde ---------------------------------------------------------
 
-STR, ANY, OPT_STR, OPS = "str", "any", "opt_str", "ops"
+STR, ANY, OPT_STR, OPT_ANY, OPS = "str", "any", "opt_str", "opt_any", "ops"
 
 #: ``(name, kind, alias)`` in declaration order.
 Field = tuple[str, str, Optional[str]]
@@ -145,7 +146,7 @@ class SerdeError(Exception):
 
 
 def _read_field(kind: str, value: JSON) -> JSON:
-    if kind == ANY:
+    if kind in (ANY, OPT_ANY):
         return value
     if kind == OPS:
         return _ops(value)  # type: ignore[return-value]
@@ -192,7 +193,7 @@ def read_struct(data: JSON, fields: Sequence[Field], struct: str) -> dict[str, o
         out[name] = _read_field(kind, data[key])
     for name, kind, _ in fields:
         if name not in out:
-            if kind == OPT_STR:
+            if kind in (OPT_STR, OPT_ANY):
                 out[name] = None
             else:
                 raise SerdeError(f"missing field `{name}`")
