@@ -149,11 +149,16 @@ def _module_flags(p: argparse.ArgumentParser) -> None:
                 flag, dest=_MODULE + name, action=argparse.BooleanOptionalAction, help=option.help
             )
             continue
-        convert: Callable[[str], Any] = int if isinstance(default, int) else float
+        convert: Callable[[str], Any]
+        if isinstance(default, (int, float)):
+            convert = type(default)
+            metavar = type(default).__name__.upper()
+        else:  # a text option (None: unset by default)
+            convert, metavar = str, "TEXT"
         group.add_argument(
             flag,
             dest=_MODULE + name,
-            metavar=type(default).__name__.upper(),
+            metavar=metavar,
             type=_typed(name, convert),
             help=f"{option.help} (default {default})",
         )
