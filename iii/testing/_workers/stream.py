@@ -326,7 +326,7 @@ class StreamWorker(EngineWorker):
                 "STREAM_SET_ERROR",
                 "set",
                 [("old_value", OPT_ANY, None), ("new_value", ANY, None)],
-                "SetResult",
+                "StreamSetResult",
             )
             old, new = canonical(out["old_value"]), canonical(out["new_value"])  # type: ignore[arg-type]
             existed = old is not None
@@ -368,7 +368,7 @@ class StreamWorker(EngineWorker):
                 "STREAM_DELETE_ERROR",
                 "delete",
                 [("old_value", OPT_ANY, None)],
-                "DeleteResult",
+                "StreamDeleteResult",
             )
             old = canonical(out["old_value"])  # type: ignore[arg-type]
             existed = old is not None
@@ -465,7 +465,7 @@ class StreamWorker(EngineWorker):
                 "STREAM_UPDATE_ERROR",
                 "update",
                 [("old_value", OPT_ANY, None), ("new_value", ANY, None), ("errors", OPT_ANY, None)],
-                "UpdateResult",
+                "StreamUpdateResult",
             )
             old, new = canonical(out["old_value"]), canonical(out["new_value"])  # type: ignore[arg-type]
             errors = canonical(out["errors"]) if out["errors"] else None  # type: ignore[arg-type]
