@@ -2,14 +2,17 @@
 
 It starts the engine in this process, connects two workers (one on plain
 threads, one on an asyncio loop), and shows calls, typed input, errors,
-fire-and-forget, the queue, a trigger type and the engine's listings.
+fire-and-forget, the queue, a trigger type, the engine's listings, and an HTTP
+route whose function keeps a count in the engine's state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
+import urllib.request
 from typing import Any
 
 import attrs
@@ -46,6 +49,45 @@ class Clock(iii.TriggerHandler):
                 },
             ),
         ).start()
+
+
+def serve_orders_over_http(engine: EngineThread, shop: iii.III) -> None:
+    """``POST /orders`` on the engine's HTTP server; the function counts each item in state."""
+
+    def order(request: dict[str, Any]) -> dict[str, Any]:
+        item = request["body"]["item"]
+        counted = shop.trigger(
+            {
+                "function_id": "state::update",
+                "payload": {
+                    "scope": "orders",
+                    "key": item,
+                    "ops": [{"type": "increment", "path": "count", "by": 1}],
+                },
+            }
+        )
+        return {"status_code": 201, "body": {"item": item, "orders": counted["new_value"]["count"]}}
+
+    shop.register_function("shop::http_order", order)
+    route = shop.register_trigger(
+        {
+            "type": "http",
+            "function_id": "shop::http_order",
+            "config": {"api_path": "/orders", "http_method": "POST"},
+        }
+    )
+    engine.wait_for_binding(route.id, acked=True)
+    for item in ("tea", "tea", "cake"):
+        request = urllib.request.Request(
+            f"{engine.http_url}/orders",
+            method="POST",
+            data=json.dumps({"item": item}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request) as response:
+            print(f"POST /orders {item} ->", response.status, json.loads(response.read()))
+    tea = shop.trigger({"function_id": "state::get", "payload": {"scope": "orders", "key": "tea"}})
+    print("state::get orders/tea ->", tea)
 
 
 def main() -> None:
@@ -95,12 +137,14 @@ def main() -> None:
                     }
                 )
                 functions = await me.list_functions_async()
-                print("functions:", ", ".join(sorted(f.function_id for f in functions)))
+                mine = sorted(f.function_id for f in functions if f.worker_name == "shop")
+                print("functions of shop:", ", ".join(mine))
                 workers = await me.list_workers_async()
                 print("workers:", ", ".join(sorted(str(w.name) for w in workers)))
 
         asyncio.run(client())
         print("trigger fired ->", ticked.wait(5))
+        serve_orders_over_http(engine, shop)
         shop.shutdown()
     print("done")
 

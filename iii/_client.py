@@ -60,12 +60,13 @@ from iii_protocol.errors import ConnectError, InvocationError
 from iii_transports.anyio import AnyioTransport
 from iii_transports.blocking import ThreadTransport
 
-from . import _compat, _invocation, _otel
+from . import _compat, _invocation, _otel, channels
 from ._endpoint import Endpoint
 from ._handlers import HandlerSpec, InvalidInput, inspect_handler, to_jsonable
 from ._invocation import InvocationContext
 from ._version import __version__
 from ._waiters import LoopWaiter, Outcome, ThreadWaiter, Waiter
+from .channels import Channel
 from .errors import IIIError, IIIUsageError
 from .iii_constants import IIIConnectionState
 from .iii_types import (
@@ -877,6 +878,15 @@ class III:
         """Call ``callback(functions)`` each time the engine's set of functions
         changes; returns an unsubscribe function."""
         return _compat.on_functions_available(self, callback)
+
+    def create_channel(self, buffer_size: Optional[int] = None) -> Channel:
+        """``iii.helpers.create_channel(self, buffer_size)`` as a method: the form the
+        official docs use (``worker.create_channel()``)."""
+        return channels.create_channel(self, buffer_size)
+
+    async def create_channel_async(self, buffer_size: Optional[int] = None) -> Channel:
+        """``create_channel`` for asyncio and trio callers."""
+        return await channels.create_channel_async(self, buffer_size)
 
     def _wait_until_connected(self) -> None:
         # Frameworks written for the official SDK call this after making a worker.

@@ -45,4 +45,10 @@ def test_demo():
     assert "unknown function -> function_not_found" in out
     assert "enqueued -> EnqueueResult(message_receipt_id=" in out
     assert "trigger fired -> True" in out
+    assert "functions of shop: shop::on_tick, shop::place" in out
+    # the HTTP route, served to real HTTP requests, counting in state
+    assert "POST /orders tea -> 201 {'item': 'tea', 'orders': 1}" in out
+    assert "POST /orders tea -> 201 {'item': 'tea', 'orders': 2}" in out
+    assert "POST /orders cake -> 201 {'item': 'cake', 'orders': 1}" in out
+    assert "state::get orders/tea -> {'count': 2}" in out
     assert out.rstrip().endswith("done")
