@@ -57,6 +57,7 @@ from .errors import (
     RemoteProtocolError,
     TransportError,
     TransportTimeout,
+    UpgradeRefused,
 )
 
 __all__ = [
@@ -114,6 +115,7 @@ __all__ = [
     "UnregisterFunction",
     "UnregisterTrigger",
     "UnregisterTriggerType",
+    "UpgradeRefused",
     "WorkerRegistered",
     "decode_frame",
     "encode_frame",

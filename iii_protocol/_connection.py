@@ -53,6 +53,7 @@ from .errors import (
     PayloadError,
     PayloadTooLarge,
     RemoteProtocolError,
+    UpgradeRefused,
 )
 
 __all__ = ["Connection", "ANNOUNCE_FUNCTION_ID", "CALLER_WORKER_ID_KEY"]
@@ -123,12 +124,14 @@ class Connection:
         self._connect_deadline: Optional[float] = None
         self._last_received = 0.0
         self._next_ping: Optional[float] = None
+        self._syncs: deque[int] = deque()  # tokens of the pings the engine owes a pong
 
         # per session
         self.worker_id: Optional[str] = None
         self.reattach_token: Optional[str] = None
         self.features: tuple[str, ...] = ()
         self._retries = 0
+        self._sync_count = 0
         self._backoff_deadline: Optional[float] = None
         self._failure: Optional[ConnectionFailed] = None
         self._announce_id: Optional[str] = None
@@ -188,10 +191,15 @@ class Connection:
     def _emit(self, event: ev.Event) -> None:
         self._events.append(event)
 
-    def _transition(self, event: ConnectionInput) -> None:
+    def _transition(
+        self,
+        event: ConnectionInput,
+        reason: Optional[str] = None,
+        cause: Optional[BaseException] = None,
+    ) -> None:
         old = self._sm.process(event)
         if old is not self._sm.state:
-            self._emit(ev.StateChanged(old=old, new=self._sm.state))
+            self._emit(ev.StateChanged(old=old, new=self._sm.state, reason=reason, cause=cause))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -246,10 +254,20 @@ class Connection:
             )
         )
 
-    def transport_closed(self, now: float, reason: str = "connection closed") -> None:
-        """The socket closed or failed. Ignored when the core already dropped it."""
+    def transport_closed(
+        self,
+        now: float,
+        reason: str = "connection closed",
+        *,
+        cause: Optional[BaseException] = None,
+    ) -> None:
+        """The socket closed or failed. Ignored when the core already dropped it.
+
+        ``cause``: the exception the transport saw (refused, DNS, TLS, ...);
+        it is passed on in the ``StateChanged`` that follows.
+        """
         if self._transport_active:
-            self._lose(now, reason, close=False)
+            self._lose(now, reason, close=False, cause=cause)
 
     def close(self) -> None:
         """Close the session: WebSocket close 1000, pending and held calls fail
@@ -316,8 +334,9 @@ class Connection:
                     code=event.code,
                 )
         elif isinstance(event, ws.RejectConnection):
-            self._lose(now, f"WebSocket upgrade refused: HTTP {event.status_code}", close=True)
-        # Pong needs nothing: any bytes already count as liveness.  RejectData
+            refused = UpgradeRefused(event.status_code)
+            self._lose(now, str(refused), close=True, cause=refused)
+        # A WebSocket Pong needs nothing: any bytes already count as liveness.  RejectData
         # cannot arrive: the transport is dropped on RejectConnection.
 
     def _on_message_part(
@@ -433,7 +452,10 @@ class Connection:
             self._emit(ev.EngineErrorReceived(error=frame.error))
         elif isinstance(frame, f.UnknownFrame):
             self._emit(ev.UnknownFrameReceived(frame=frame))
-        elif not isinstance(frame, f.Pong):
+        elif isinstance(frame, f.Pong):
+            if self._syncs:
+                self._emit(ev.Synced(token=self._syncs.popleft()))
+        else:
             self._emit(
                 ev.FrameRejected(
                     error=RemoteProtocolError(
@@ -656,6 +678,7 @@ class Connection:
         self._message_size = 0
         self._connect_deadline = None
         self._next_ping = None
+        self._syncs.clear()
         if self._inbound:
             # Their results can no longer be delivered: the engine has already
             # failed them with invocation_stopped.
@@ -663,7 +686,13 @@ class Connection:
             self._inbound.clear()
 
     def _lose(
-        self, now: float, reason: str, *, close: bool, code: int = _CLOSE_PROTOCOL_ERROR
+        self,
+        now: float,
+        reason: str,
+        *,
+        close: bool,
+        code: int = _CLOSE_PROTOCOL_ERROR,
+        cause: Optional[BaseException] = None,
     ) -> None:
         # A transport that closed itself needs no CloseTransport.
         self._drop_transport(reason, code if close else None)
@@ -676,20 +705,27 @@ class Connection:
                 "RETRIES_EXHAUSTED",
                 f"gave up after {self._retries} reconnect attempts ({reason})",
                 None,
+                cause,
             )
             return
         self._backoff_deadline = now + policy.delay(self._retries, self._random() * 2.0 - 1.0)
         self._retries += 1
-        self._transition(ConnectionInput.TRANSPORT_LOST)
+        self._transition(ConnectionInput.TRANSPORT_LOST, reason, cause)
 
     def _fail_session(
-        self, code: str, message: str, rejection: Optional[f.RegistrationRejected]
+        self,
+        code: str,
+        message: str,
+        rejection: Optional[f.RegistrationRejected],
+        cause: Optional[BaseException] = None,
     ) -> None:
         self._drop_transport(message, _CLOSE_NORMAL)
         self._transition(
             ConnectionInput.RETRIES_EXHAUSTED
             if rejection is None
-            else ConnectionInput.FATAL_REJECTION
+            else ConnectionInput.FATAL_REJECTION,
+            message,
+            cause,
         )
         self._failure = ConnectionFailed(code, message)
         self._backoff_deadline = None
@@ -872,6 +908,22 @@ class Connection:
             )
         self._send_text(text)
         return True
+
+    def sync(self) -> Optional[int]:
+        """Ask the engine to confirm it has handled everything sent so far.
+
+        Sends a protocol ``ping``; the engine handles a connection's frames in
+        order, so its ``pong`` comes after its answer to any earlier frame
+        (a ``registrationrejected``, for one).  The pong is reported as
+        ``Synced(token)``.  Returns the token, or ``None`` when not connected
+        (nothing is sent).  A lost connection forgets the syncs it owed.
+        """
+        if not self._connected:
+            return None
+        self._sync_count += 1
+        self._syncs.append(self._sync_count)
+        self._send_frame(f.Ping())
+        return self._sync_count
 
     # -- commands: triggers ----------------------------------------------------
 

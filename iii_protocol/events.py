@@ -32,6 +32,7 @@ __all__ = [
     "UnknownFrameReceived",
     "FrameRejected",
     "ConnectionFailedEvent",
+    "Synced",
     "Event",
 ]
 
@@ -64,8 +65,17 @@ class CloseTransport:
 @final
 @attrs.frozen(kw_only=True)
 class StateChanged:
+    """The session moved from ``old`` to ``new``.
+
+    When a lost or failed socket caused it, ``reason`` says why and ``cause``
+    is the transport's exception (an ``OSError``, ``UpgradeRefused``, ...),
+    when it gave one.  Neither takes part in comparisons.
+    """
+
     old: ConnectionState
     new: ConnectionState
+    reason: Optional[str] = attrs.field(default=None, eq=False)
+    cause: Optional[BaseException] = attrs.field(default=None, eq=False)
 
 
 @final
@@ -213,6 +223,15 @@ class ConnectionFailedEvent:
     rejection: Optional[RegistrationRejected] = None
 
 
+@final
+@attrs.frozen(kw_only=True)
+class Synced:
+    """The engine answered the ``sync()`` that returned ``token``: it has
+    handled every frame sent before it."""
+
+    token: int
+
+
 Event = Union[
     OpenTransport,
     CloseTransport,
@@ -231,4 +250,5 @@ Event = Union[
     UnknownFrameReceived,
     FrameRejected,
     ConnectionFailedEvent,
+    Synced,
 ]
