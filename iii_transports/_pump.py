@@ -249,18 +249,21 @@ class AsyncPump:
             sending.deadline = min(sending.deadline, self.now() + _GRACE)
         attempt.scope.cancel()
 
-    def _lost(self, attempt: _Attempt, reason: str) -> None:
+    def _lost(
+        self, attempt: _Attempt, reason: str, cause: Optional[BaseException] = None
+    ) -> None:
         """The socket broke: tell the core, unless it dropped it already."""
         if self._attempt is not attempt:
             return
         self._retire(attempt)
-        self.conn.transport_closed(self.now(), reason)
+        self.conn.transport_closed(self.now(), reason, cause=cause)
         self.conn.data_to_send()  # what is still queued was for that socket
         self._after_io()
 
     async def _serve(self, attempt: _Attempt, event: ev.OpenTransport) -> None:
         conn = self.conn
         reason = "connection closed by the engine"
+        cause: Optional[BaseException] = None
         try:
             with attempt.scope:
                 try:
@@ -276,6 +279,7 @@ class AsyncPump:
                         return  # dropped by the core while connecting
                     if stream is None:
                         reason = f"timed out connecting to {event.host}:{event.port}"
+                        cause = TimeoutError(reason)
                     else:
                         conn.transport_opened(self.now())
                         self._after_io()
@@ -284,7 +288,8 @@ class AsyncPump:
                             self._after_io()
                 except self._backend.io_errors as exc:
                     reason = _describe(exc)
-                self._lost(attempt, reason)
+                    cause = exc
+                self._lost(attempt, reason, cause)
         finally:
             # Finished, dropped or cancelled: the socket never outlives its task.
             if attempt.stream is not None:

@@ -130,6 +130,8 @@ class ThreadTransport:
             ran ``process()`` (the I/O thread or a caller); must not block.
         ssl_context: for ``wss://``; default verifies certificates.
         clock: monotonic seconds.
+        on_crash: called with the exception if a bug kills the I/O or writer
+            thread (it is logged first); the transport is dead after that.
     """
 
     def __init__(
@@ -139,8 +141,10 @@ class ThreadTransport:
         *,
         ssl_context: Optional[ssl.SSLContext] = None,
         clock: Callable[[], float] = time.monotonic,
+        on_crash: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
         self.conn = conn
+        self._on_crash = on_crash
         self.lock = threading.Lock()
         self._on_event = on_event
         self._ssl_context = ssl_context
@@ -262,12 +266,21 @@ class ThreadTransport:
     # -- the writer thread: what the I/O thread made the core queue ---------------
 
     def _write_loop(self) -> None:
-        while True:
-            self._write_wanted.wait()
-            self._write_wanted.clear()
-            if self._stopped.is_set():
-                return
-            self.flush()
+        try:
+            while True:
+                self._write_wanted.wait()
+                self._write_wanted.clear()
+                if self._stopped.is_set():
+                    return
+                self.flush()
+        except Exception as exc:  # pragma: no cover - a bug; make it loud, not silent
+            self._crashed("writer", exc)
+
+    def _crashed(self, which: str, exc: BaseException) -> None:
+        log.exception("iii transport %s thread crashed", which)
+        self._stop()
+        if self._on_crash is not None:
+            self._on_crash(exc)
 
     # -- the I/O thread ------------------------------------------------------------
 
@@ -294,7 +307,7 @@ class ThreadTransport:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as exc:
             with self.lock:
-                self.conn.transport_closed(self.now(), f"connect failed: {exc}")
+                self.conn.transport_closed(self.now(), f"connect failed: {exc}", cause=exc)
             self._after_io()
             return
         with self.lock:
@@ -306,12 +319,14 @@ class ThreadTransport:
         self._after_io()
 
     def _read(self, wire: _Wire) -> None:
+        cause: Optional[OSError] = None
         try:
             data = wire.recv()
             reason = "connection closed by the engine"
         except OSError as exc:
             data = b""
             reason = f"{type(exc).__name__}: {exc}"
+            cause = exc
         if data is None:
             self._write_wanted.set()  # TLS may have something to answer
             return
@@ -322,7 +337,7 @@ class ThreadTransport:
                 self.conn.receive_data(data, self.now())
             else:
                 self._wire = None
-                self.conn.transport_closed(self.now(), reason)
+                self.conn.transport_closed(self.now(), reason, cause=cause)
                 self.conn.data_to_send()  # what is still queued was for that socket
         if not data:
             wire.shutdown()
@@ -365,9 +380,8 @@ class ThreadTransport:
                 with self.lock:
                     self.conn.handle_timer(self.now())
                 self._after_io()
-        except Exception:  # pragma: no cover - a bug; make it loud, not silent
-            log.exception("iii transport thread crashed")
-            raise
+        except Exception as exc:  # a bug; make it loud, not silent
+            self._crashed("I/O", exc)
         finally:
             self._stop()
             if self._writer.is_alive():
