@@ -34,6 +34,8 @@ if TYPE_CHECKING:
         IIIError,
         IIIInvocationError,
         IIIUsageError,
+        RegistrationRejectedError,
+        WorkerShutdownError,
     )
     from .iii_constants import IIIConnectionState, MessageType
     from .iii_types import (
@@ -88,6 +90,7 @@ _WHERE = {
     "RegisterFunctionFormat": "iii_protocol",
     "RegisterTriggerInput": ".iii_types",
     "RegisterTriggerTypeInput": ".iii_types",
+    "RegistrationRejectedError": ".errors",
     "StreamChannelRef": "iii_protocol",
     "TelemetryOptions": ".iii_types",
     "Trigger": ".iii_types",
@@ -99,6 +102,7 @@ _WHERE = {
     "TriggerInfo": ".iii_types",
     "TriggerRequest": ".iii_types",
     "TriggerTypeRef": "._client",
+    "WorkerShutdownError": ".errors",
     "create_channel": ".channels",
     "create_channel_async": ".channels",
     "register_worker": "._client",
@@ -147,6 +151,7 @@ __all__ = [
     "RegisterFunctionFormat",
     "RegisterTriggerInput",
     "RegisterTriggerTypeInput",
+    "RegistrationRejectedError",
     "StreamChannelRef",
     "TelemetryOptions",
     "Trigger",
@@ -158,6 +163,7 @@ __all__ = [
     "TriggerInfo",
     "TriggerRequest",
     "TriggerTypeRef",
+    "WorkerShutdownError",
     "__version__",
     "create_channel",
     "create_channel_async",

@@ -18,6 +18,9 @@ from iii_protocol import (
     TriggerActionVoid,
 )
 
+from ._registration import Registration, RegistrationState
+from .errors import RegistrationRejectedError
+
 __all__ = [
     "EnqueueResult",
     "FunctionInfo",
@@ -137,25 +140,60 @@ class HttpInvocationConfig:
 
 
 @attrs.define(kw_only=True)
-class FunctionRef:
-    """A registered function; ``unregister()`` withdraws it."""
+class _Registered:
+    """What ``register_function`` and ``register_trigger`` return.
+
+    ``state`` is the engine's answer on the current connection: ``"pending"``
+    (not answered yet, or disconnected), ``"accepted"``, ``"rejected"``
+    (``error`` says why) or ``"unregistered"``.  ``wait_accepted()`` blocks
+    until the engine answers and raises ``RegistrationRejectedError`` when it
+    refused.
+    """
 
     id: str
     _unregister: Callable[[], None] = attrs.field(repr=False, alias="unregister_fn")
+    _registration: Optional[Registration] = attrs.field(
+        default=None, repr=False, alias="registration"
+    )
 
     def unregister(self) -> None:
         self._unregister()
+
+    @property
+    def state(self) -> RegistrationState:
+        return "accepted" if self._registration is None else self._registration.state
+
+    @property
+    def error(self) -> Optional[RegistrationRejectedError]:
+        """Why the engine refused it (``state == "rejected"``), else ``None``."""
+        return None if self._registration is None else self._registration.error
+
+    def wait_accepted(self, timeout: Optional[float] = None) -> None:
+        """Block until the engine accepted it (``timeout`` in seconds).
+
+        Raises:
+            RegistrationRejectedError: the engine refused it.
+            TimeoutError: no answer within ``timeout``.
+            IIIUsageError: it was unregistered (``WorkerShutdownError``: the
+                worker was shut down).
+        """
+        if self._registration is not None:
+            self._registration.wait(timeout)
+
+    async def wait_accepted_async(self, timeout: Optional[float] = None) -> None:
+        """``wait_accepted`` for asyncio and trio callers."""
+        if self._registration is not None:
+            await self._registration.wait_async(timeout)
 
 
 @attrs.define(kw_only=True)
-class Trigger:
+class FunctionRef(_Registered):
+    """A registered function; ``unregister()`` withdraws it."""
+
+
+@attrs.define(kw_only=True)
+class Trigger(_Registered):
     """A registered binding; ``unregister()`` removes it."""
-
-    id: str
-    _unregister: Callable[[], None] = attrs.field(repr=False, alias="unregister_fn")
-
-    def unregister(self) -> None:
-        self._unregister()
 
 
 @attrs.frozen(kw_only=True)
