@@ -88,8 +88,8 @@ class LoopRuntime(RuntimeBase):
     def _command_soon(self, fn: Callable[[Connection, float], object]) -> None:
         self.command(fn)
 
-    def _flush_soon(self) -> None:
-        self.host.start(self.transport.process)
+    def _flush_soon(self, host: Host) -> None:
+        host.start(self.transport.process)
 
     def _spawn_async(self, job: Job) -> None:
         if not self.host.submit(job):

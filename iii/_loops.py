@@ -116,13 +116,15 @@ class Host(abc.ABC):
         self,
         limit: int,
         *,
-        flush: Callable[[], None],
+        flush: Callable[[Host], None],
         on_gone: Callable[[Host, list[Job]], None],
     ) -> None:
         self.thread_id = threading.get_ident()
         self.gate = Gate(limit, self.start, self._defer)
         self._flush = flush
         self._flush_scheduled = False
+        #: commands the runtime queued on this loop for its flush (its business)
+        self.commands: list[Any] = []
         self._on_gone = on_gone
         self._lock = threading.Lock()
         self._mail: list[_Mail] = []
@@ -222,14 +224,14 @@ class Host(abc.ABC):
     # -- on the loop -----------------------------------------------------------------
 
     def request_flush(self) -> None:
-        """Have ``flush`` run once at the end of this loop turn."""
+        """Have ``flush(host)`` run once at the end of this loop turn."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._defer(self._run_flush)
 
     def _run_flush(self) -> None:
         self._flush_scheduled = False
-        self._flush()
+        self._flush(self)
 
     def retire(self) -> None:
         """Take no more jobs: the ones not started yet go to ``on_gone``."""
@@ -300,7 +302,7 @@ class AsyncioHost(Host):
         loop: asyncio.AbstractEventLoop,
         limit: int,
         *,
-        flush: Callable[[], None],
+        flush: Callable[[Host], None],
         on_gone: Callable[[Host, list[Job]], None],
         watch: bool = False,
         thread_id: Optional[int] = None,
@@ -403,7 +405,7 @@ class TrioHost(Host):
         self,
         limit: int,
         *,
-        flush: Callable[[], None],
+        flush: Callable[[Host], None],
         on_gone: Callable[[Host, list[Job]], None],
         nursery: Any = None,
         watch: bool = False,
@@ -476,7 +478,7 @@ class PrivateLoop:
     """A worker's own loop on a daemon thread, started on first use: asyncio,
     or a trio run for a worker that was bound to trio (its handlers use trio)."""
 
-    def __init__(self, limit: int, *, flush: Callable[[], None], trio: bool = False) -> None:
+    def __init__(self, limit: int, *, flush: Callable[[Host], None], trio: bool = False) -> None:
         self._limit = limit
         self._flush = flush
         self._trio = trio
@@ -548,7 +550,7 @@ def _drop_jobs(host: Host, jobs: list[Job]) -> None:
 def running_host(
     limit: int,
     *,
-    flush: Callable[[], None],
+    flush: Callable[[Host], None],
     on_gone: Callable[[Host, list[Job]], None],
     watch: bool,
     nursery: Any = None,

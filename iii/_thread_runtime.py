@@ -58,12 +58,10 @@ class ThreadRuntime(RuntimeBase):
         )
         limit = options.max_concurrent_handlers
         self.app: Optional[Host] = running_host(
-            limit, flush=self.transport.process, on_gone=self._app_gone, watch=True
+            limit, flush=self._flush, on_gone=self._app_gone, watch=True
         )
         # Handlers written for trio need trio, even after the app's run ended.
-        self.private = PrivateLoop(
-            limit, flush=self.transport.process, trio=isinstance(self.app, TrioHost)
-        )
+        self.private = PrivateLoop(limit, flush=self._flush, trio=isinstance(self.app, TrioHost))
 
     def start(self) -> None:
         self.transport.start()
@@ -86,6 +84,26 @@ class ThreadRuntime(RuntimeBase):
         else:
             host.request_flush()  # one write per loop turn
         return result
+
+    def send(self, fn: Callable[[Connection, float], object]) -> None:
+        host = self._host_here()
+        if host is None or host.retired:
+            self.command(fn)
+        else:  # answers of one loop turn: one lock, one write
+            host.commands.append(fn)
+            host.request_flush()
+
+    def _flush(self, host: Host) -> None:
+        commands, host.commands = host.commands, []
+        if commands:
+            with self.transport.lock:
+                now = self.transport.now()
+                for fn in commands:
+                    try:
+                        fn(self.conn, now)
+                    except Exception:  # answers swallow their own errors; this is a bug
+                        log.exception("iii: internal error in a queued command")
+        self.transport.process()
 
     # -- handlers --------------------------------------------------------------------------
 
