@@ -152,6 +152,8 @@ class ThreadTransport:
         self._write_lock = threading.Lock()  # one writer at a time, in core order
         self._wire: Optional[_Wire] = None  # guarded by ``lock``
         self._retired: list[_Wire] = []
+        self._finished = False  # the I/O thread is gone: nobody closes retired sockets
+        self._opening: Optional[socket.socket] = None  # in its TLS handshake
         self._to_open: Optional[ev.OpenTransport] = None
         self._stopped = threading.Event()
         self._write_wanted = threading.Event()
@@ -193,6 +195,10 @@ class ThreadTransport:
         self._stopped.set()
         self._write_wanted.set()
         self._wake()
+        opening = self._opening
+        if opening is not None:  # a handshake with a silent peer would hold close() up
+            with contextlib.suppress(OSError):
+                opening.shutdown(socket.SHUT_RDWR)
 
     # -- called after each command ---------------------------------------------
 
@@ -260,7 +266,12 @@ class ThreadTransport:
         finally:
             self._write_lock.release()
         wire.shutdown()
-        self._retired.append(wire)
+        with self.lock:
+            orphaned = self._finished  # a dead I/O thread (a crash) cannot close it
+            if not orphaned:
+                self._retired.append(wire)
+        if orphaned:
+            wire.sock.close()
         self._wake()
 
     # -- the writer thread: what the I/O thread made the core queue ---------------
@@ -297,11 +308,16 @@ class ThreadTransport:
             sock = socket.create_connection((event.host, event.port), timeout=event.timeout)
             context = (self._ssl_context or ssl.create_default_context()) if event.secure else None
             wire = _Wire(sock, context, event.host)
+            self._opening = sock
             try:
+                if self._stopped.is_set():
+                    raise ConnectionAbortedError("the transport is closing")
                 wire.handshake()
             except BaseException:
                 sock.close()
                 raise
+            finally:
+                self._opening = None
             # Reads wait in select(); the timeout bounds a stuck send.
             sock.settimeout(self.conn.config.idle_timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -388,8 +404,9 @@ class ThreadTransport:
                 self._writer.join(2 * _GRACE)
             with self.lock:
                 wire, self._wire = self._wire, None
-            for old in [*self._retired, *([wire] if wire is not None else [])]:
+                self._finished = True
+                retired, self._retired = self._retired, []
+            for old in [*retired, *([wire] if wire is not None else [])]:
                 old.sock.close()
-            self._retired.clear()
             self._wake_r.close()
             self._wake_w.close()
