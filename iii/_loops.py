@@ -321,7 +321,7 @@ class AsyncioHost(Host):
         try:
             await stop
         except asyncio.CancelledError:
-            self.retire()  # the loop is shutting down; its tasks are being cancelled
+            _guarded(self.retire)  # the loop is shutting down; its tasks are being cancelled
 
     def stop_watching(self) -> None:
         if self._sentinel is not None and not self._sentinel.done():
@@ -418,32 +418,33 @@ class TrioHost(Host):
             trio.lowlevel.spawn_system_task if nursery is None else nursery.start_soon
         )
         self.scopes: set[trio.CancelScope] = set()
-        self._sentinel: Optional[trio.CancelScope] = None
+        self._sentinel = trio.CancelScope()
+        self._watching = watch
         if watch:
-            self._sentinel = trio.CancelScope()
             trio.lowlevel.spawn_system_task(self._watch, name="iii: watch the run's end")
 
     async def _watch(self) -> None:
         import trio
 
-        assert self._sentinel is not None
+        # A system task that raises crashes the whole run: nothing escapes here.
         with self._sentinel:
             try:
                 await trio.sleep_forever()
             except trio.Cancelled:
-                self.retire()  # main returned: the run is cancelling its system tasks
+                if self._watching:  # main returned: the run cancels its system tasks
+                    _guarded(self.retire)
                 raise
 
     def stop_watching(self) -> None:
-        if self._sentinel is not None:
-            self._sentinel.cancel()
-            self._sentinel = None
+        self._watching = False
+        self._sentinel.cancel()
 
     def _wake(self, callback: Callable[[], None]) -> None:
-        self.token.run_sync_soon(callback)
+        # An exception out of a run_sync_soon callback crashes the whole run.
+        self.token.run_sync_soon(_guarded, callback)
 
     def _defer(self, callback: Callable[[], None]) -> None:
-        self.token.run_sync_soon(callback)
+        self.token.run_sync_soon(_guarded, callback)
 
     def start(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         import trio
@@ -453,6 +454,8 @@ class TrioHost(Host):
                 self.scopes.add(scope)
                 try:
                     await make()
+                except Exception:  # jobs catch everything; a system task must not raise
+                    log.exception("iii: internal error in a handler task")
                 finally:
                     self.scopes.discard(scope)
 
@@ -540,6 +543,13 @@ class PrivateLoop:
             host = self.host
         if host is not None:
             host.run_here(self._stop)
+
+
+def _guarded(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("iii: internal error")
 
 
 def _drop_jobs(host: Host, jobs: list[Job]) -> None:

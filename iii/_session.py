@@ -591,10 +591,7 @@ class Session:
         error = RegistrationRejectedError(
             r.code, r.namespace, r.worker_name, r.owner_worker_id, function_id=r.function_id
         )
-        registration = self.functions.get(r.function_id or "")
-        if registration is not None:
-            registration.reject(error)
-        self._rejected(error)
+        self._rejected(error, self.functions.get(r.function_id or ""))
 
     def _on_trigger_failed(self, event: ev.TriggerRegistrationFailed) -> None:
         registration = self.triggers.get(event.id)
@@ -606,17 +603,19 @@ class Session:
             message=f"trigger {event.id} ({event.trigger_type} -> {event.function_id}) refused: "
             f"{event.error.message}",
         )
-        if registration is not None:
-            registration.reject(error)
-        self._rejected(error)
+        self._rejected(error, registration)
 
-    def _rejected(self, error: RegistrationRejectedError) -> None:
-        log.error("iii: %s", error)
+    def _rejected(
+        self, error: RegistrationRejectedError, registration: Optional[Registration] = None
+    ) -> None:
+        log.error("registration refused by the engine: %s", error)
         for listener in list(self.rejection_listeners):
             try:
                 listener(error)
             except Exception:
                 log.exception("registration rejection listener failed")
+        if registration is not None:  # last: who waits on it sees the log and listeners done
+            registration.reject(error)
 
     def _on_synced(self, event: ev.Synced) -> None:
         for registration in self._syncs.pop(event.token, ()):
