@@ -121,10 +121,17 @@ def _check_action(action: object) -> Union[TriggerActionVoid, TriggerActionEnque
     )
 
 
+_FIELDS: dict[type, frozenset[str]] = {}
+
+
 def _as(value: object, cls: type[T], caller: str) -> T:
     """``value`` as a ``cls``: itself, or built from a dict of its fields."""
     if isinstance(value, dict):
-        unknown = value.keys() - {a.alias or a.name for a in attrs.fields(cls)}  # type: ignore[arg-type]
+        names = _FIELDS.get(cls)
+        if names is None:
+            fields = attrs.fields(cls)  # type: ignore[arg-type]
+            names = _FIELDS[cls] = frozenset(a.alias or a.name for a in fields)
+        unknown = value.keys() - names
         if unknown:
             raise TypeError(f"{caller}: unknown keys {sorted(map(str, unknown))}")
         return cls(**value)

@@ -11,7 +11,7 @@ worker lives as long as the block: when the loop ends, the block has ended.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 import anyio
@@ -100,10 +100,12 @@ class LoopRuntime(RuntimeBase):
     def _async_waiter(self) -> AsyncWaiter:
         return self.host.waiter()
 
-    async def call_async(self, kwargs: dict[str, Any], timeout: float) -> Any:
+    def call_async(self, kwargs: dict[str, Any], timeout: float) -> Coroutine[Any, Any, Any]:
+        # Not a coroutine itself: a frame here would keep every pending call's
+        # arguments alive (memory per pending call is a target).
         if not self.host.on_loop():  # another thread or loop
-            return await anyio.to_thread.run_sync(self.call, kwargs, timeout)
-        return await super().call_async(kwargs, timeout)
+            return anyio.to_thread.run_sync(self.call, kwargs, timeout)
+        return RuntimeBase.call_async(self, kwargs, timeout)
 
     def _call_blocking(self, kwargs: dict[str, Any], timeout: float) -> Any:
         return anyio.from_thread.run(self.call_async, kwargs, timeout, token=self.token)

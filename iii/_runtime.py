@@ -18,7 +18,7 @@ handler jobs run and how callers wait for their calls.  Two implement
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar
 
 from iii_protocol import Connection, ErrorBody, TriggerActionEnqueue
@@ -61,7 +61,7 @@ class Runtime(Protocol):
     def call(self, kwargs: dict[str, Any], timeout: float) -> Any:
         """Invoke and block this thread for the outcome."""
 
-    async def call_async(self, kwargs: dict[str, Any], timeout: float) -> Any:
+    def call_async(self, kwargs: dict[str, Any], timeout: float) -> Awaitable[Any]:
         """Invoke and await the outcome in the calling task."""
 
     def shutdown(self) -> None:

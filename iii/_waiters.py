@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Optional, Protocol, TypeVar
 
 import sniffio
@@ -38,7 +38,7 @@ class Waiter(Protocol[T_contra]):
 
 class AsyncWaiter(Protocol):
     def set(self, value: Outcome) -> None: ...
-    async def wait(self) -> Outcome: ...
+    def wait(self) -> Awaitable[Outcome]: ...
 
 
 class ThreadWaiter:
