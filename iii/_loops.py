@@ -419,6 +419,9 @@ class TrioHost(Host):
             trio.lowlevel.spawn_system_task if nursery is None else nursery.start_soon
         )
         self.scopes: set[trio.CancelScope] = set()
+        self._deferred: list[Callable[[], None]] = []
+        self._deferrer: Any = None  # the parked task that runs them; False once it ended
+        self._deferrer_scope = trio.CancelScope()
         self._sentinel = trio.CancelScope()
         self._watching = watch
         if watch:
@@ -445,7 +448,47 @@ class TrioHost(Host):
         self.token.run_sync_soon(_guarded, callback)
 
     def _defer(self, callback: Callable[[], None]) -> None:
-        self.token.run_sync_soon(_guarded, callback)
+        # run_sync_soon would cost a wake-up write even from the run's own
+        # thread: a parked system task rescheduled is trio's cheap call_soon.
+        import trio
+
+        deferrer = self._deferrer
+        if deferrer is False:  # the run is ending
+            try:
+                self.token.run_sync_soon(_guarded, callback)
+            except RuntimeError:  # it has ended: nothing runs there any more
+                _guarded(callback)
+            return
+        self._deferred.append(callback)
+        if deferrer is None:
+            self._deferrer = True  # starting; it runs what is queued
+            trio.lowlevel.spawn_system_task(self._run_deferred, name="iii: end of turn")
+        elif deferrer is not True:  # parked: wake it
+            self._deferrer = True
+            trio.lowlevel.reschedule(deferrer)
+
+    async def _run_deferred(self) -> None:
+        import trio
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        try:
+            with self._deferrer_scope:
+                while True:
+                    while self._deferred:
+                        callbacks, self._deferred = self._deferred, []
+                        for callback in callbacks:
+                            _guarded(callback)
+                    self._deferrer = trio.lowlevel.current_task()
+                    await trio.lowlevel.wait_task_rescheduled(abort)
+        except trio.Cancelled:
+            pass  # the run is ending: what is left goes through run_sync_soon
+        finally:
+            self._deferrer = False
+            left, self._deferred = self._deferred, []
+            for callback in left:
+                self._defer(callback)
 
     def start(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         import trio
@@ -473,6 +516,7 @@ class TrioHost(Host):
     def cancel_tasks(self) -> None:
         for scope in list(self.scopes):
             scope.cancel()
+        self._deferrer_scope.cancel()  # later turns go through run_sync_soon
 
 
 # -- the private loop ----------------------------------------------------------------------
