@@ -70,7 +70,7 @@ class LoopRuntime(RuntimeBase):
             self.crashed(exc)
 
     def _host_here(self) -> Optional[Host]:
-        return self.host if self.host.on_loop() else None
+        return self.host if self.host.serving() else None
 
     def command(self, fn: Callable[[Connection, float], T]) -> T:
         if not self.host.on_loop():

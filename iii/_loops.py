@@ -174,6 +174,13 @@ class Host(abc.ABC):
     def on_loop(self) -> bool:
         return threading.get_ident() == self.thread_id and not self.gone
 
+    def serving(self) -> bool:
+        """Called from this loop while it runs and hosts the worker's handlers."""
+        return self.on_loop() and not self.retired and self._running()
+
+    def _running(self) -> bool:
+        return True
+
     def submit(self, job: Job) -> bool:
         """Run a handler job here; False if this host takes no more jobs."""
         if self.on_loop() and not self.retired:
@@ -330,6 +337,9 @@ class AsyncioHost(Host):
 
     def _wake(self, callback: Callable[[], None]) -> None:
         self.loop.call_soon_threadsafe(callback)
+
+    def _running(self) -> bool:
+        return self.loop.is_running()  # run_until_complete returned: a plain thread again
 
     def _defer(self, callback: Callable[[], None]) -> None:
         self.loop.call_soon(callback)

@@ -68,10 +68,10 @@ class ThreadRuntime(RuntimeBase):
 
     def _host_here(self) -> Optional[Host]:
         app = self.app
-        if app is not None and app.on_loop():
+        if app is not None and app.serving():
             return app
         private = self.private.host
-        if private is not None and private.on_loop():
+        if private is not None and private.serving():
             return private
         return None
 
@@ -79,7 +79,7 @@ class ThreadRuntime(RuntimeBase):
         with self.transport.lock:
             result = fn(self.conn, self.transport.now())
         host = self._host_here()
-        if host is None or host.retired:
+        if host is None:
             self.transport.process()
         else:
             host.request_flush()  # one write per loop turn
@@ -87,7 +87,7 @@ class ThreadRuntime(RuntimeBase):
 
     def send(self, fn: Callable[[Connection, float], object]) -> None:
         host = self._host_here()
-        if host is None or host.retired:
+        if host is None:
             self.command(fn)
         else:  # answers of one loop turn: one lock, one write
             host.commands.append(fn)

@@ -216,6 +216,28 @@ def test_no_call_is_lost_when_the_apps_loop_ends_first(iii_engine, backend):
         caller.shutdown()
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_worker_outliving_its_loop_serves_the_rest_of_the_program(iii_engine, backend):
+    async def setup() -> iii.III:
+        worker = iii.register_worker(iii_engine.url, opts(worker_name=f"outlive-{backend}"))
+
+        async def handler(data: int) -> int:
+            await (trio.sleep(0) if backend == "trio" else asyncio.sleep(0))
+            return data + 1
+
+        worker.register_function("outlive::f", handler)
+        assert await worker.trigger_async({"function_id": "outlive::f", "payload": 1}) == 2
+        return worker
+
+    worker = trio.run(setup) if backend == "trio" else asyncio.run(setup())
+    try:
+        # The loop is gone: this thread is a plain thread again, so the blocking
+        # call is allowed, and the handler runs on the private loop.
+        assert worker.trigger({"function_id": "outlive::f", "payload": 41}) == 42
+    finally:
+        worker.shutdown()
+
+
 def test_register_worker_async_binds_the_same_way(iii_engine):
     async def main() -> None:
         loop = asyncio.get_running_loop()
