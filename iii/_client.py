@@ -177,9 +177,7 @@ class III:
     """
 
     def __init__(self, address: Optional[str] = None, options: Optional[InitOptions] = None):
-        self._session = Session(address, options, ThreadRuntime)
-        self._rt: Runtime = self._session.runtime
-        self._rt.start()
+        self._start(address, options, ThreadRuntime)
 
     @classmethod
     def _on(
@@ -190,10 +188,18 @@ class III:
     ) -> III:
         """A worker with another runtime (``register_worker_async``)."""
         worker = cls.__new__(cls)
-        worker._session = Session(address, options, make_runtime)
-        worker._rt = worker._session.runtime
-        worker._rt.start()
+        worker._start(address, options, make_runtime)
         return worker
+
+    def _start(
+        self,
+        address: Optional[str],
+        options: Optional[InitOptions],
+        make_runtime: Callable[[Session], Runtime],
+    ) -> None:
+        self._session = Session(address, options, make_runtime)
+        self._rt: Runtime = self._session.runtime
+        self._rt.start()
 
     # -- identity and state ------------------------------------------------------
 
