@@ -6,8 +6,13 @@ STAMP := $(VENV)/.installed
 FUZZ_STAMP := $(VENV)/.installed-fuzz
 #: seconds per fuzz target for `make fuzz`
 FUZZ_SECONDS ?= 60
+#: what `make lint` format-checks: every package, the fuzz targets, benchmarks, examples and
+#: docs/build.py. tests/ joins once it has been formatted (`ruff format tests`).
+FORMAT_PATHS ?= iii iii_protocol iii_transports iii_observability fuzz bench examples docs
+#: Pythons (pyenv versions) for `make test-matrix`; each gets a venv .venv-X.Y
+MATRIX ?= 3.10.13 3.13.0
 
-.PHONY: demo test lint typecheck unit fuzz fuzz-smoke bench bench-quick bench-profile clean
+.PHONY: demo test lint typecheck unit fuzz fuzz-smoke docs test-matrix bench bench-quick bench-profile clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +29,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check iii_protocol
+	$(BIN)/ruff format --check $(FORMAT_PATHS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -43,6 +48,16 @@ fuzz-smoke: $(STAMP)
 
 test: lint typecheck unit fuzz-smoke
 
+# The API reference from the docstrings (pdoc) into docs/api/ (git-ignored); fails on any
+# pdoc warning. tests/test_docs.py runs the same build with --check in `make test`.
+docs: $(STAMP)
+	$(BIN)/python docs/build.py
+
+# tests/protocol and tests/api on other Pythons, from pyenv (`MATRIX="3.12.1" make test-matrix`);
+# a version pyenv does not have is skipped with one line.
+test-matrix:
+	.ci/test-matrix $(MATRIX)
+
 # Benchmarks (never part of `make test`): ours vs the official iii-sdk 0.25.0 (installed
 # into .cache/bench on first use) vs a bare client; writes bench/results/latest.{md,json}.
 BENCH_ARGS ?=
@@ -57,4 +72,4 @@ bench-profile: $(STAMP)
 	$(BIN)/python -m bench.profile
 
 clean:
-	rm -rf $(VENV) .cache .coverage fuzz/.work
+	rm -rf $(VENV) .venv-* .cache .coverage fuzz/.work docs/api

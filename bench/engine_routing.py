@@ -49,9 +49,14 @@ class Client:
         assert b" 101 " in head.split(b"\r\n", 1)[0], head
         client = cls(reader, writer)
         await client.receive()  # workerregistered
-        client.send({"type": "invokefunction", "function_id": "engine::workers::register",
-                     "data": {"name": name, "runtime": "bench", "pid": os.getpid()},
-                     "action": {"type": "void"}})
+        client.send(
+            {
+                "type": "invokefunction",
+                "function_id": "engine::workers::register",
+                "data": {"name": name, "runtime": "bench", "pid": os.getpid()},
+                "action": {"type": "void"},
+            }
+        )
         return client
 
     def send(self, frame: dict[str, object]) -> None:
@@ -77,12 +82,24 @@ async def run(port: int, seconds: float, inflight: int, engine_pid: int) -> tupl
         while True:
             for frame in await handler.receive():
                 if frame.get("type") == "invokefunction" and frame.get("invocation_id"):
-                    handler.send({"type": "invocationresult", "function_id": "bench::echo",
-                                  "invocation_id": frame["invocation_id"], "result": frame["data"]})
+                    handler.send(
+                        {
+                            "type": "invocationresult",
+                            "function_id": "bench::echo",
+                            "invocation_id": frame["invocation_id"],
+                            "result": frame["data"],
+                        }
+                    )
 
     def call() -> None:
-        caller.send({"type": "invokefunction", "function_id": "bench::echo",
-                     "invocation_id": str(uuid.uuid4()), "data": {"n": 1}})
+        caller.send(
+            {
+                "type": "invokefunction",
+                "function_id": "bench::echo",
+                "invocation_id": str(uuid.uuid4()),
+                "data": {"n": 1},
+            }
+        )
 
     server = asyncio.ensure_future(serve())
     for _ in range(inflight):
@@ -109,7 +126,9 @@ def main() -> None:
     port = _free_port()
     engine = subprocess.Popen(
         [sys.executable, "-m", "iii.testing", "--port", str(port), "--log-level", "ERROR"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert engine.stdout is not None
@@ -118,9 +137,11 @@ def main() -> None:
     finally:
         engine.terminate()
         engine.wait(10)
-    print(f"reference engine: {rate:,.0f} routed calls/s with {args.inflight} in flight; "
-          f"{cpu_us:.1f} us of engine CPU per routed call "
-          f"(~{1e6 / cpu_us:,.0f} calls/s of one core)")
+    print(
+        f"reference engine: {rate:,.0f} routed calls/s with {args.inflight} in flight; "
+        f"{cpu_us:.1f} us of engine CPU per routed call "
+        f"(~{1e6 / cpu_us:,.0f} calls/s of one core)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,10 @@ under the configured limits.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Optional
 
+from _inputs import SEPARATOR as SEPARATOR  # re-exported: the tests frame with it
+from _inputs import framed, reads
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
 from iii_protocol import (
@@ -51,23 +52,19 @@ from iii_protocol import (
     RegisterFunction,
     RegisterTrigger,
     RegisterTriggerType,
+    SocketPhase,
     WorkerRegistered,
     decode_frame,
     encode_frame,
 )
 from iii_protocol import events as ev
 from iii_protocol.strategies import (
-    OP_BINARY,
-    OP_CONTINUATION,
-    OP_PING,
-    OP_TEXT,
     WORKER_TO_ENGINE,
     accept_key,
     ws_frame,
 )
 
 LIMIT = 2048
-SEPARATOR = b"\xff\xff"
 ACCEPT = b"@@ACCEPT@@"
 _KEY = re.compile(rb"\r\nsec-websocket-key: *([^\r]*)\r\n", re.IGNORECASE)
 _NO_SOCKET = (ConnectionState.RECONNECTING, ConnectionState.DISCONNECTED, ConnectionState.FAILED)
@@ -212,7 +209,7 @@ class _Session:
             conn.send_trigger_registration_result(b.id, b.trigger_type, b.function_id)
         assert conn.state is not None
         # Bounded buffers, whatever arrived.
-        assert conn._message_size <= CONFIG.max_message_size
+        assert conn._framing.buffered <= CONFIG.max_message_size
         assert conn.held_count <= CONFIG.max_held_calls
         assert conn.pending_count <= len(self.calls)
 
@@ -248,7 +245,7 @@ class _Session:
         sock = self.open_socket()
         sock.upgraded()
         self.feed(self.answer(sock))
-        assert self.conn._handshake_done
+        assert self.conn.socket_phase is SocketPhase.OPEN
         if greet:
             n = len(self.sockets)
             previous = self.conn.worker_id
@@ -294,26 +291,8 @@ def _text(frame: object) -> bytes:
     return ws_frame(encode_frame(frame).encode())  # type: ignore[arg-type]
 
 
-def _messages(payload: bytes, flags: int) -> Iterator[bytes]:
-    opcode = OP_BINARY if flags & 16 else OP_TEXT
-    for i, message in enumerate(payload.split(SEPARATOR)):
-        if flags & 8 and len(message) >= 3:
-            third = len(message) // 3
-            parts = [message[:third], message[third : 2 * third], message[2 * third :]]
-            yield ws_frame(parts[0], opcode=opcode, fin=False)
-            yield ws_frame(b"p%d" % i, opcode=OP_PING)
-            yield ws_frame(parts[1], opcode=OP_CONTINUATION, fin=False)
-            yield ws_frame(parts[2], opcode=OP_CONTINUATION)
-        else:
-            yield ws_frame(message, opcode=opcode)
-
-
-def _chunks(data: bytes, size: int) -> Iterator[bytes]:
-    if size == 0:
-        yield data
-        return
-    for i in range(0, len(data), size):
-        yield data[i : i + size]
+def _messages(payload: bytes, flags: int) -> bytes:
+    return b"".join(framed(payload, binary=bool(flags & 16), fragmented=bool(flags & 8)))
 
 
 def _setup(s: _Session, mode: int) -> None:
@@ -394,10 +373,10 @@ def TestOneInput(data: bytes) -> None:
         if head_end >= 0 and flags & 4:
             # The head goes as is; what follows is a list of messages.
             rest = payload[head_end + 4 :]
-            payload = payload[: head_end + 4] + b"".join(_messages(rest, flags))
+            payload = payload[: head_end + 4] + _messages(rest, flags)
     elif flags & 4:
-        payload = b"".join(_messages(payload, flags))
-    for i, chunk in enumerate(_chunks(payload, size)):
+        payload = _messages(payload, flags)
+    for i, chunk in enumerate(reads(payload, size)):
         s.now += 0.001
         s.conn.receive_data(chunk, s.now)
         s.step()

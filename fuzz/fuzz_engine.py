@@ -1,7 +1,7 @@
 """Fuzz the reference engine's connection handling (``iii.testing``), in memory.
 
 One input is what a hostile client sends on one TCP connection.  It is served
-by ``Engine._handle`` -- the same code a real socket goes through: the HTTP
+by ``Server.handle`` -- the same code a real socket goes through: the HTTP
 upgrade, routing, WebSocket framing, ``EngineCore`` -- over an in-memory byte
 stream, on trio with a virtual clock (timers fire instantly; a handler that
 waits forever shows up as a virtual-time timeout).  Two well-behaved workers
@@ -43,10 +43,13 @@ import anyio.abc
 import orjson
 from trio.testing import MockClock
 
-from iii.testing import _http
-from iii.testing._engine import EngineCore, EngineOptions, Worker
+from iii.testing._core import EngineCore
+from iii.testing._handle import Engine
+from iii.testing._options import EngineOptions
 from iii.testing._rbac import RbacConfig
-from iii.testing._server import Engine, _Listener
+from iii.testing._records import Worker
+from iii.testing._server import Listener
+from iii.testing._workers import http_functions
 from iii_protocol.strategies import OP_BINARY, OP_CONTINUATION, OP_PING, OP_TEXT, ws_frame
 
 LIMIT = 4096
@@ -73,15 +76,15 @@ async def _no_http(*args: object, **kwargs: object) -> tuple[object, Optional[di
 @contextmanager
 def _sandbox() -> Iterator[None]:
     """No network, no log output (the engine logs every bad frame), for one input."""
-    logger = logging.getLogger("iii.testing")
-    invoke_http, disabled = _http.invoke_http, logger.disabled
-    _http.invoke_http = _no_http  # type: ignore[assignment]
-    logger.disabled = True
+    logger = logging.getLogger("iii.testing")  # and its children (the worker modules')
+    invoke_http, level = http_functions.invoke_http, logger.level
+    http_functions.invoke_http = _no_http  # type: ignore[assignment]
+    logger.setLevel(logging.CRITICAL + 1)
     try:
         yield
     finally:
-        _http.invoke_http = invoke_http
-        logger.disabled = disabled
+        http_functions.invoke_http = invoke_http
+        logger.setLevel(level)
 
 
 class MemoryStream(anyio.abc.ByteStream):
@@ -268,7 +271,7 @@ async def _serve(data: bytes) -> None:
             expose_functions=["good::*"],
             middleware_function_id=MIDDLEWARE if flags & 32 else None,
         )
-    listener = _Listener("rbac" if rbac else "main", "127.0.0.1", 49134, rbac)
+    listener = Listener("rbac" if rbac else "main", "127.0.0.1", 49134, rbac)
     core = EngineCore(options)
     async with anyio.create_task_group() as tg:
         await tg.start(core.run)
@@ -277,7 +280,7 @@ async def _serve(data: bytes) -> None:
         tg.start_soon(_provider_loop, core, provider, p_transport)
         stream = MemoryStream(items, linger=30.0 if flags & 64 else 0.0)
         with anyio.fail_after(HANG):
-            await engine._handle(stream, listener, core)  # type: ignore[arg-type]
+            await engine._server.handle(stream, listener, core)  # type: ignore[arg-type]
         _check_registries(core, {provider.worker_id, caller.worker_id})
         assert not provider.closing and not caller.closing, "a good worker was dropped"
         # The good workers still work.

@@ -282,6 +282,78 @@ def connection_seeds() -> Iterable[tuple[str, bytes]]:
     yield from _hashed("stream", (bytes([2, 0]) + s for s in streams))
 
 
+# -- channel -----------------------------------------------------------------------
+
+_CHANNEL_LIMIT = 1024  # fuzz_channel.LIMIT
+
+
+def channel_seeds() -> Iterable[tuple[str, bytes]]:
+    messages = SEP.join([b'{"kind": "meta", "n": 2}', b"hello ", b"world", b"", b"x" * 200])
+    close = ws_frame(ws_close_payload(1000), opcode=OP_CLOSE)
+    for direction in (0, 1):
+        d = f"d{direction}"
+        # After the upgrade: framed messages, with every combination of the app flags.
+        for extra in (0, 8, 16, 32, 64, 128, 8 | 16, 32 | 64, 64 | 128):
+            yield f"{d}-messages-f{extra}", bytes([direction | 2 | 4 | extra, 0]) + messages
+        yield f"{d}-messages-bytewise", bytes([direction | 2 | 4 | 16, 1]) + messages
+        yield f"{d}-messages-chunked", bytes([direction | 2 | 4 | 64, 7]) + messages
+        # Raw WebSocket bytes after the upgrade.
+        raw = {
+            "then-close": ws_frame(b"last", opcode=OP_BINARY) + close,
+            "close-empty": ws_frame(b"", opcode=OP_CLOSE),
+            "close-1011": ws_frame(ws_close_payload(1011, b"engine failed"), opcode=OP_CLOSE),
+            "close-1005-sent": ws_frame(ws_close_payload(1005), opcode=OP_CLOSE),
+            "close-mid-message": ws_frame(b"par", opcode=OP_BINARY, fin=False) + close,
+            "ping": ws_frame(b"hello", opcode=OP_PING) + close,
+            "pong": ws_frame(b"", opcode=OP_PONG),
+            "masked": ws_frame(b"x", mask=b"abcd"),
+            "rsv": ws_frame(b"x", rsv=4),
+            "opcode": ws_frame(b"x", opcode=3),
+            "continuation": ws_frame(b"x", opcode=OP_CONTINUATION),
+            "big-control": ws_frame(bytes(126), opcode=OP_PING),
+            "oversize": ws_frame(b"x" * (_CHANNEL_LIMIT + 1), opcode=OP_BINARY),
+            "oversize-fragments": ws_frame(b"x" * 600, opcode=OP_BINARY, fin=False)
+            + ws_frame(b"x" * 600, opcode=OP_CONTINUATION),
+            "at-limit-utf8": ws_frame(("é" * (_CHANNEL_LIMIT // 2)).encode()),
+            "huge-length": ws_frame(b"", length=2**63 - 1),
+            "bad-utf8": ws_frame(b"\xed\xa0\x80"),
+            "split-utf8": ws_frame("é".encode()[:1], fin=False)
+            + ws_frame("é".encode()[1:], opcode=OP_CONTINUATION),
+            "after-close": close + ws_frame(b"after", opcode=OP_BINARY),
+        }
+        for name, data in raw.items():
+            yield f"{d}-ws-{name}", bytes([direction | 2, 0]) + data
+            yield f"{d}-ws-{name}-closing", bytes([direction | 2 | 32, 2]) + data
+        # The engine's answer to the upgrade.
+        for name, data in {
+            "accept": _ACCEPT_101 + ws_frame(b"item", opcode=OP_BINARY) + close,
+            "accept-only": _ACCEPT_101,
+            "reject-404": b"HTTP/1.1 404 Not Found\r\ncontent-length: 17\r\n\r\nChannel not found",
+            "reject-400": b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
+            "wrong-accept": _ACCEPT_101.replace(b"@@ACCEPT@@", b"AAAA"),
+            "200": b"HTTP/1.1 200 OK\r\n\r\n",
+            "garbage": b"\x00\x01garbage\r\n\r\n",
+            "eof": b"",
+        }.items():
+            yield f"{d}-hs-{name}", bytes([direction, 0]) + data
+            yield f"{d}-hs-{name}-bytewise", bytes([direction | 64, 1]) + data
+        yield f"{d}-hs-framed", bytes([direction | 4, 0]) + _ACCEPT_101 + messages
+        yield f"{d}-hs-accept-then-break", bytes([direction | 128, 0]) + _ACCEPT_101
+    # A ping after our Close made wsproto refuse the pong, failing the socket.
+    first = ws_frame(b"a", opcode=OP_BINARY)
+    yield (
+        "regress-ping-after-close",
+        bytes([2 | 32, len(first)]) + first + ws_frame(b"p", opcode=OP_PING) + close,
+    )
+    # A non-ASCII header byte in the 101 escaped wsproto as UnicodeError.
+    yield (
+        "regress-non-ascii-header",
+        bytes([0, 0]) + _ACCEPT_101.replace(b"\r\n\r\n", b"\r\nX-Bad: \xff\xfe\r\n\r\n"),
+    )
+    streams = _sample(iii_st.ws_streams(masked=False, max_message_size=_CHANNEL_LIMIT), 30)
+    yield from _hashed("stream", (bytes([(i & 1) | 2, 0]) + s for i, s in enumerate(streams)))
+
+
 # -- engine ------------------------------------------------------------------------
 
 
@@ -597,6 +669,18 @@ def write_dicts() -> None:
         b"OTLP",
     ]
     (ROOT / "engine.dict").write_text(_dict_lines(base + ws + engine_ids))
+    channel = [
+        b"\x88\x02\x03\xe8",  # Close 1000
+        b"\x88\x00",
+        b"\x89\x00",
+        b"\x8a\x00",
+        b"\x02",
+        b"\x00",
+        b"HTTP/1.1 404 Not Found\r\n",
+        b"content-length: ",
+        b"Channel not found",
+    ]
+    (ROOT / "channel.dict").write_text(_dict_lines(ws + channel))
 
 
 def main() -> None:
@@ -604,6 +688,7 @@ def main() -> None:
         "decode": _write("decode", decode_seeds()),
         "connection": _write("connection", connection_seeds()),
         "engine": _write("engine", engine_seeds()),
+        "channel": _write("channel", channel_seeds()),
     }
     write_dicts()
     for target, n in counts.items():

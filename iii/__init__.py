@@ -5,20 +5,24 @@
 asyncio or trio loop.  Both return an ``III``.
 
 Names are loaded on first use, so ``import iii`` costs almost nothing until
-a worker is actually made.
+a worker is actually made.  The names of earlier releases of the API
+(``InvocationError`` and ``IIIInvocationError``, ``IIIClient`` and ``III``,
+``HttpRequest`` and ``StreamRequest``...) are the same objects.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from ._version import __version__
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
+    from iii_observability import Logger
     from iii_protocol import RegisterFunctionFormat, StreamChannelRef
 
     from ._client import III, TriggerHandler, TriggerTypeRef, register_worker, register_worker_async
+    from ._invocation import InvocationContext, current_invocation
     from .channels import (
         Channel,
         ChannelError,
@@ -34,11 +38,20 @@ if TYPE_CHECKING:
         IIIError,
         IIIInvocationError,
         IIIUsageError,
+        InvocationError,
+        ObserveRejection,
         RegistrationRejectedError,
         WorkerShutdownError,
     )
-    from .iii_constants import IIIConnectionState, MessageType
+    from .format_utils import (
+        extract_request_format,
+        extract_response_format,
+        python_type_to_format,
+    )
+    from .iii_constants import DEFAULT_ENGINE_URL, ConnectionStateCallback, IIIConnectionState
     from .iii_types import (
+        AuthInput,
+        AuthResult,
         EnqueueResult,
         FunctionInfo,
         FunctionRef,
@@ -48,8 +61,17 @@ if TYPE_CHECKING:
         HttpAuthHmac,
         HttpInvocationConfig,
         InitOptions,
+        MessageType,
+        MiddlewareFunctionInput,
+        OnFunctionRegistrationInput,
+        OnFunctionRegistrationResult,
+        OnTriggerRegistrationInput,
+        OnTriggerRegistrationResult,
+        OnTriggerTypeRegistrationInput,
+        OnTriggerTypeRegistrationResult,
         OtelConfig,
         ReconnectionConfig,
+        RegisterFunctionInput,
         RegisterTriggerInput,
         RegisterTriggerTypeInput,
         TelemetryOptions,
@@ -61,8 +83,33 @@ if TYPE_CHECKING:
         TriggerInfo,
         TriggerRequest,
     )
+    from .stream import (
+        IStream,
+        StreamChangeEvent,
+        StreamChangeEventDetail,
+        StreamContext,
+        StreamJoinLeaveEvent,
+        StreamJoinLeaveTriggerConfig,
+        StreamTriggerConfig,
+    )
+    from .types import (
+        ApiRequest,
+        ApiResponse,
+        HttpRequest,
+        HttpResponse,
+        IIIClient,
+        InternalHttpRequest,
+        RemoteFunctionHandler,
+        StreamRequest,
+        StreamResponse,
+    )
+    from .utils import http
 
 _WHERE = {
+    "ApiRequest": ".types",
+    "ApiResponse": ".types",
+    "AuthInput": ".iii_types",
+    "AuthResult": ".iii_types",
     "Channel": ".channels",
     "ChannelError": ".channels",
     "ChannelReader": ".channels",
@@ -70,6 +117,8 @@ _WHERE = {
     "ConnectError": ".errors",
     "ConnectionClosed": ".errors",
     "ConnectionFailed": ".errors",
+    "ConnectionStateCallback": ".iii_constants",
+    "DEFAULT_ENGINE_URL": ".iii_constants",
     "EnqueueResult": ".iii_types",
     "FunctionInfo": ".iii_types",
     "FunctionRef": ".iii_types",
@@ -78,20 +127,46 @@ _WHERE = {
     "HttpAuthConfig": ".iii_types",
     "HttpAuthHmac": ".iii_types",
     "HttpInvocationConfig": ".iii_types",
+    "HttpRequest": ".types",
+    "HttpResponse": ".types",
     "III": "._client",
+    "IIIClient": ".types",
     "IIIConnectionState": ".iii_constants",
     "IIIError": ".errors",
     "IIIInvocationError": ".errors",
     "IIIUsageError": ".errors",
+    "IStream": ".stream",
     "InitOptions": ".iii_types",
-    "MessageType": ".iii_constants",
+    "InternalHttpRequest": ".types",
+    "InvocationContext": "._invocation",
+    "InvocationError": ".errors",
+    "Logger": "iii_observability",
+    "MessageType": ".iii_types",
+    "MiddlewareFunctionInput": ".iii_types",
+    "ObserveRejection": ".errors",
+    "OnFunctionRegistrationInput": ".iii_types",
+    "OnFunctionRegistrationResult": ".iii_types",
+    "OnTriggerRegistrationInput": ".iii_types",
+    "OnTriggerRegistrationResult": ".iii_types",
+    "OnTriggerTypeRegistrationInput": ".iii_types",
+    "OnTriggerTypeRegistrationResult": ".iii_types",
     "OtelConfig": ".iii_types",
     "ReconnectionConfig": ".iii_types",
     "RegisterFunctionFormat": "iii_protocol",
+    "RegisterFunctionInput": ".iii_types",
     "RegisterTriggerInput": ".iii_types",
     "RegisterTriggerTypeInput": ".iii_types",
     "RegistrationRejectedError": ".errors",
+    "RemoteFunctionHandler": ".types",
+    "StreamChangeEvent": ".stream",
+    "StreamChangeEventDetail": ".stream",
     "StreamChannelRef": "iii_protocol",
+    "StreamContext": ".stream",
+    "StreamJoinLeaveEvent": ".stream",
+    "StreamJoinLeaveTriggerConfig": ".stream",
+    "StreamRequest": ".types",
+    "StreamResponse": ".types",
+    "StreamTriggerConfig": ".stream",
     "TelemetryOptions": ".iii_types",
     "Trigger": ".iii_types",
     "TriggerAction": ".iii_types",
@@ -105,26 +180,65 @@ _WHERE = {
     "WorkerShutdownError": ".errors",
     "create_channel": ".channels",
     "create_channel_async": ".channels",
+    "current_invocation": "._invocation",
+    "extract_request_format": ".format_utils",
+    "extract_response_format": ".format_utils",
+    "http": ".utils",
+    "python_type_to_format": ".format_utils",
     "register_worker": "._client",
     "register_worker_async": "._client",
 }
 
+#: Public submodules, importable as attributes (``iii.helpers.create_stream``).
+_SUBMODULES = frozenset(
+    (
+        "channel",
+        "channels",
+        "engine",
+        "errors",
+        "format_utils",
+        "helpers",
+        "iii",
+        "iii_constants",
+        "iii_types",
+        "internal",
+        "protocol",
+        "runtime",
+        "state",
+        "stream",
+        "telemetry",
+        "testing",
+        "trigger",
+        "triggers",
+        "types",
+        "utils",
+    )
+)
 
-def __getattr__(name: str) -> Any:
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _SUBMODULES:
+        return _importlib.import_module(f".{name}", __name__)
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(_importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    loaded = {k for k, v in globals().items() if k in _SUBMODULES or k.startswith("__")}
+    return sorted(loaded | set(__all__))
 
 
 __all__ = [
+    "DEFAULT_ENGINE_URL",
     "III",
+    "ApiRequest",
+    "ApiResponse",
+    "AuthInput",
+    "AuthResult",
     "Channel",
     "ChannelError",
     "ChannelReader",
@@ -132,6 +246,7 @@ __all__ = [
     "ConnectError",
     "ConnectionClosed",
     "ConnectionFailed",
+    "ConnectionStateCallback",
     "EnqueueResult",
     "FunctionInfo",
     "FunctionRef",
@@ -140,19 +255,45 @@ __all__ = [
     "HttpAuthConfig",
     "HttpAuthHmac",
     "HttpInvocationConfig",
+    "HttpRequest",
+    "HttpResponse",
+    "IIIClient",
     "IIIConnectionState",
     "IIIError",
     "IIIInvocationError",
     "IIIUsageError",
+    "IStream",
     "InitOptions",
+    "InternalHttpRequest",
+    "InvocationContext",
+    "InvocationError",
+    "Logger",
     "MessageType",
+    "MiddlewareFunctionInput",
+    "ObserveRejection",
+    "OnFunctionRegistrationInput",
+    "OnFunctionRegistrationResult",
+    "OnTriggerRegistrationInput",
+    "OnTriggerRegistrationResult",
+    "OnTriggerTypeRegistrationInput",
+    "OnTriggerTypeRegistrationResult",
     "OtelConfig",
     "ReconnectionConfig",
     "RegisterFunctionFormat",
+    "RegisterFunctionInput",
     "RegisterTriggerInput",
     "RegisterTriggerTypeInput",
     "RegistrationRejectedError",
+    "RemoteFunctionHandler",
+    "StreamChangeEvent",
+    "StreamChangeEventDetail",
     "StreamChannelRef",
+    "StreamContext",
+    "StreamJoinLeaveEvent",
+    "StreamJoinLeaveTriggerConfig",
+    "StreamRequest",
+    "StreamResponse",
+    "StreamTriggerConfig",
     "TelemetryOptions",
     "Trigger",
     "TriggerAction",
@@ -167,6 +308,11 @@ __all__ = [
     "__version__",
     "create_channel",
     "create_channel_async",
+    "current_invocation",
+    "extract_request_format",
+    "extract_response_format",
+    "http",
+    "python_type_to_format",
     "register_worker",
     "register_worker_async",
 ]

@@ -14,7 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Optional, TypeVar, Union
+from typing import Any, Generic, Optional, TypeVar, Union
 
 import attrs
 
@@ -34,8 +34,10 @@ from iii_protocol import (
 )
 from iii_protocol.errors import ConnectError, InvocationError
 
-from . import _otel
+from . import _compat, _invocation, _otel
+from ._endpoint import Endpoint
 from ._handlers import HandlerSpec, inspect_handler
+from ._invocation import InvocationContext
 from ._registration import Registration
 from ._runtime import Runtime
 from ._session import Session
@@ -47,6 +49,7 @@ from .iii_types import (
     FunctionRef,
     HttpInvocationConfig,
     InitOptions,
+    RegisterFunctionInput,
     RegisterTriggerInput,
     RegisterTriggerTypeInput,
     Trigger,
@@ -59,10 +62,14 @@ from .iii_types import (
 __all__ = ["III", "TriggerHandler", "TriggerTypeRef", "register_worker", "register_worker_async"]
 
 T = TypeVar("T")
+C = TypeVar("C")
 
 
-class TriggerHandler:
-    """Base for trigger type providers. Override either method; sync or async."""
+class TriggerHandler(Generic[C]):
+    """Base for trigger type providers. Override either method; sync or async.
+
+    ``C`` is the type of the bindings' ``config`` (``TriggerHandler[MyConfig]``).
+    """
 
     async def register_trigger(self, config: TriggerConfig[Any]) -> None:
         """A binding of this type was created (or replayed: be idempotent per id)."""
@@ -79,7 +86,7 @@ class TriggerTypeRef:
     _worker: III = attrs.field(repr=False)
 
     def register_trigger(
-        self, function_id: str, config: Any = None, *, metadata: Any = None
+        self, function_id: str, config: Any = None, metadata: Any = None
     ) -> Trigger:
         """Bind ``function_id`` to this trigger type."""
         return self._worker.register_trigger(
@@ -87,6 +94,12 @@ class TriggerTypeRef:
                 type=self.id, function_id=function_id, config=config, metadata=metadata
             )
         )
+
+    def register_function(
+        self, function_id: str, handler: Callable[..., Any], *, description: Optional[str] = None
+    ) -> FunctionRef:
+        """Register the function this trigger type's bindings call."""
+        return self._worker.register_function(function_id, handler, description=description)
 
     def unregister(self) -> None:
         self._worker.unregister_trigger_type(self.id)
@@ -136,9 +149,7 @@ def _as(value: object, cls: type[T], caller: str) -> T:
             raise TypeError(f"{caller}: unknown keys {sorted(map(str, unknown))}")
         return cls(**value)
     if not isinstance(value, cls):
-        raise TypeError(
-            f"{caller} takes a {cls.__name__} or a dict, got {type(value).__name__}"
-        )
+        raise TypeError(f"{caller} takes a {cls.__name__} or a dict, got {type(value).__name__}")
     return value
 
 
@@ -210,6 +221,10 @@ class III:
     def get_address(self) -> str:
         return self._session.config.url
 
+    def _endpoint(self) -> Endpoint:
+        """The engine's URL, upgrade headers and TLS settings, for channel sockets."""
+        return self._session.endpoint
+
     @property
     def worker_id(self) -> Optional[str]:
         return self._session.conn.worker_id
@@ -218,14 +233,14 @@ class III:
         return self._session.state  # type: ignore[return-value]
 
     def add_connection_state_listener(
-        self, listener: Callable[[IIIConnectionState], None]
+        self, handler: Callable[[IIIConnectionState], None]
     ) -> Callable[[], None]:
-        """Call ``listener(state)`` on every state change; returns an unsubscribe function.
+        """Call ``handler(state)`` on every state change; returns an unsubscribe function.
 
         It runs on the thread that saw the change (the worker's I/O thread,
         or its loop for ``register_worker_async``) and must not block.
         """
-        return _subscribe(self._session.state_listeners, listener)
+        return _subscribe(self._session.state_listeners, handler)
 
     def add_registration_rejected_listener(
         self, listener: Callable[[RegistrationRejectedError], None]
@@ -252,15 +267,22 @@ class III:
 
     def register_function(
         self,
-        function_id: str,
-        handler_or_invocation: Union[Callable[..., Any], HttpInvocationConfig],
+        function_id: Union[str, dict[str, Any], RegisterFunctionInput],
+        handler_or_invocation: Union[Callable[..., Any], HttpInvocationConfig, None] = None,
         *,
         description: Optional[str] = None,
         metadata: Optional[dict[str, Any]] = None,
         request_format: Union[RegisterFunctionFormat, dict[str, Any], None] = None,
         response_format: Union[RegisterFunctionFormat, dict[str, Any], None] = None,
+        observe: Any = None,
+        local_dispatch: bool = True,
     ) -> FunctionRef:
         """Register a function on this worker (kept and re-registered on every reconnect).
+
+        ``function_id`` may also be a dict ``{"id": ..., "description": ...}``
+        (or a ``RegisterFunctionInput``) carrying the keyword fields.
+        ``observe`` and ``local_dispatch`` are accepted and have no effect:
+        the engine has no observe support, and every call goes through it.
 
         The returned ``FunctionRef`` tells whether the engine accepted it
         (``state``, ``wait_accepted()``); a refusal is also reported to
@@ -272,7 +294,12 @@ class III:
             WorkerShutdownError: the worker was shut down.
         """
         self._check_open()
-        _check_id("function_id", function_id)
+        (function_id, handler_or_invocation, description, metadata, request_format,
+         response_format) = _compat.function_args(
+            function_id, handler_or_invocation, description=description, metadata=metadata,
+            request_format=request_format, response_format=response_format, observe=observe,
+            local_dispatch=local_dispatch)  # fmt: skip
+        function_id = _check_id("function_id", function_id)
         session = self._session
         if function_id in session.handlers:
             raise ValueError(f"function {function_id!r} is already registered")
@@ -317,7 +344,7 @@ class III:
                     )
                 )
 
-        return FunctionRef(id=function_id, unregister_fn=unregister, registration=registration)
+        return FunctionRef(function_id, unregister, registration=registration)
 
     def _record(
         self,
@@ -391,7 +418,7 @@ class III:
                     )
                 )
 
-        return Trigger(id=frame.id, unregister_fn=unregister, registration=registration)
+        return Trigger(unregister, id=frame.id, registration=registration)
 
     def register_trigger_type(
         self, trigger_type: Union[RegisterTriggerTypeInput, dict[str, Any]], handler: Any
@@ -547,6 +574,23 @@ class III:
     def __repr__(self) -> str:
         session = self._session
         return f"<III {session.config.url} {session.state} worker_id={self.worker_id}>"
+
+    # -- more names for the same things (code written for other releases) -------
+
+    def current_invocation(self) -> Optional[InvocationContext]:
+        """The invocation the calling code runs in, or ``None`` outside every handler."""
+        return _invocation.current_invocation()
+
+    def on_functions_available(
+        self, callback: Callable[[list[FunctionInfo]], Any]
+    ) -> Callable[[], None]:
+        """Call ``callback(functions)`` each time the engine's set of functions
+        changes; returns an unsubscribe function."""
+        return _compat.on_functions_available(self, callback)
+
+    def _wait_until_connected(self) -> None:
+        # Frameworks written for the official SDK call this after making a worker.
+        _compat.wait_until_connected(self)
 
 
 def _subscribe(listeners: list[Any], listener: Any) -> Callable[[], None]:

@@ -59,7 +59,14 @@ def _is_struct(tp: object) -> bool:
 
 
 def to_jsonable(value: object) -> object:
-    """attrs/dataclass results become dicts; everything else is left as is."""
+    """attrs/dataclass results become dicts; everything else is left as is.
+
+    The SDK's own data models (``_payload_form``) are written as the encoder
+    writes them inside payloads, fields that are ``None`` left out.
+    """
+    form = getattr(value, "_payload_form", None)
+    if form is not None and not isinstance(value, type):
+        return form()
     if (attrs.has(type(value)) or dataclasses.is_dataclass(value)) and not isinstance(value, type):
         return _converter.unstructure(value)
     return value

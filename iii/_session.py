@@ -44,7 +44,8 @@ from iii_protocol import (
 )
 from iii_protocol import events as ev
 
-from . import _otel
+from . import _invocation, _otel
+from ._endpoint import Endpoint, handshake_headers
 from ._handlers import HandlerSpec, InvalidInput, to_jsonable
 from ._registration import Registration
 from ._version import __version__
@@ -64,14 +65,6 @@ _WARN_EVERY = 10.0
 
 
 # -- configuration -----------------------------------------------------------------------
-
-
-def _env_headers(headers: Optional[dict[str, str]]) -> tuple[tuple[str, str], ...]:
-    out = dict(headers or {})
-    token = os.environ.get("III_TOKEN")
-    if token and not any(k.lower() == "authorization" for k in out):
-        out["Authorization"] = f"Bearer {token}"
-    return tuple(out.items())
 
 
 def _announce(options: InitOptions, namespace: Optional[str]) -> dict[str, Any]:
@@ -130,7 +123,7 @@ def make_config(address: Optional[str], options: InitOptions) -> Config:
     namespace = options.namespace or os.environ.get("III_NAMESPACE") or None
     return Config(
         url=address or os.environ.get("III_URL") or DEFAULT_ENGINE_URL,
-        headers=_env_headers(options.headers),
+        headers=handshake_headers(options.headers),
         reconnect=policy,
         invocation_timeout=options.invocation_timeout_ms / 1000,
         announce=_announce(options, namespace),
@@ -172,7 +165,7 @@ class _Invocation:
     """One invocation of a local handler; the job is its own guard (``with self``):
     whatever ends the handler becomes its one answer."""
 
-    __slots__ = ("_otel", "answered", "event", "is_async", "session", "spec")
+    __slots__ = ("_otel", "_scope", "answered", "event", "is_async", "session", "spec")
 
     def __init__(self, session: Session, event: ev.InvocationRequested, spec: HandlerSpec) -> None:
         self.session = session
@@ -181,6 +174,7 @@ class _Invocation:
         self.is_async = spec.is_async
         self.answered = False
         self._otel: Any = None
+        self._scope: Optional[_invocation.scope] = None
 
     def run(self) -> None:
         with self:
@@ -195,13 +189,19 @@ class _Invocation:
         self.session.inflight.discard(self)
 
     def __enter__(self) -> None:
+        # Entered where the handler runs (its pool thread or its task), so
+        # current_invocation() inside the handler sees this invocation.
         event = self.event
         if event.traceparent:
             self._otel = _otel.handler_context(event.traceparent, event.baggage)
             self._otel.__enter__()
+        self._scope = _invocation.scope(event)
+        self._scope.__enter__()
 
     def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> bool:
         try:
+            if self._scope is not None:
+                self._scope.__exit__(kind, exc, tb)
             if self._otel is not None:
                 self._otel.__exit__(kind, exc, tb)
             if exc is not None and not self.answered:
@@ -367,6 +367,8 @@ class Session:
         namespace = (self.config.announce or {}).get("namespace")
         self.namespace: Optional[str] = namespace if isinstance(namespace, str) else None
         self.conn = Connection(self.config)
+        #: the engine's URL, upgrade headers and TLS settings, for channel sockets
+        self.endpoint = Endpoint(self.config.url, self.config.headers, self.options.ssl_context)
         self.handlers: dict[str, Optional[HandlerSpec]] = {}
         self.providers: dict[str, Any] = {}
         self.bindings: dict[str, tuple[str, TriggerConfig[Any]]] = {}
@@ -474,11 +476,9 @@ class Session:
     def resolve_channels(self, data: Any) -> Any:
         from .channels import resolve_channel_refs
 
+        endpoint = self.endpoint
         return resolve_channel_refs(
-            data,
-            self.config.url,
-            dict(self.config.headers),
-            ssl_context=self.options.ssl_context,
+            data, endpoint.url, dict(endpoint.headers), ssl_context=endpoint.ssl_context
         )
 
     def _on_binding(self, event: ev.TriggerRegistrationRequested) -> None:

@@ -1,4 +1,4 @@
-"""Data channels: byte/text streams between workers, through the engine (PROTOCOL.md section 9).
+"""Data channels: byte/text streams between workers, through the engine (docs/protocol.md#channels).
 
 A channel is a bounded queue inside the engine with one writer socket and one
 reader socket.  ``create_channel(worker)`` asks the engine for one and returns
@@ -38,370 +38,172 @@ the backpressure.  A reader's stream is complete only when the engine's Close
 arrives; an HTTP refusal (404: unknown channel or wrong key), a lost
 connection or an abnormal close raises ``ChannelError``, never a short read.
 
-The WebSocket protocol lives once, in ``_Wire`` (a sans-I/O wsproto client),
-and the operations on it are generators that yield the bytes to send or ask
-for bytes to read; ``_drive_async`` and ``_drive_sync`` only move bytes.
+The layers: the WebSocket protocol of a channel socket is
+``iii_protocol.ChannelConnection`` (sans I/O), and its stream comes from the
+``open_stream`` of ``iii_transports.anyio`` (async) or
+``iii_transports.blocking`` (threads), as for the control connection.  Each
+operation on an end (open, take an item, send, close) is written once, as a
+generator asking for the socket's output to be written or for one more read;
+``_drive_async`` and ``_drive_sync`` only move bytes and time them.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import inspect
-import os
-import socket
-import ssl
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from contextlib import suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, TypeVar, Union
-from urllib.parse import quote, urlsplit
 
 import anyio
-import anyio.abc
 import attrs
 import sniffio
-from wsproto import ConnectionType, WSConnection
-from wsproto import events as wse
-from wsproto.connection import ConnectionState as WSState
-from wsproto.utilities import LocalProtocolError as WSLocalProtocolError
-from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
-from iii_protocol import StreamChannelRef, from_json_value, parse_engine_url
-from iii_protocol.config import EngineAddress
-from iii_protocol.errors import IIIError
+from iii_protocol import (
+    NEED_DATA,
+    ChannelConnection,
+    ChannelError,
+    ChannelMessage,
+    ChannelState,
+    EngineAddress,
+    StreamChannelRef,
+    from_json_value,
+)
+from iii_transports import anyio as async_streams
+from iii_transports import blocking as blocking_streams
 
+from ._channel_values import (
+    MAX_FRAME_SIZE,
+    ChannelDirection,
+    ChannelItem,
+    ReadableStream,
+    WritableStream,
+    build_channel_url,
+    resolve_headers,
+)
+from ._endpoint import handshake_headers
 from .errors import IIIUsageError
 
 if TYPE_CHECKING:
+    import ssl
+
     from ._client import III
 
 __all__ = [
+    "MAX_FRAME_SIZE",
     "Channel",
+    "ChannelDirection",
     "ChannelError",
+    "ChannelItem",
     "ChannelReader",
     "ChannelWriter",
+    "ReadableStream",
+    "WritableStream",
+    "build_channel_url",
     "create_channel",
     "create_channel_async",
     "resolve_channel_refs",
+    "resolve_headers",
 ]
 
 T = TypeVar("T")
 
 CREATE_FUNCTION_ID = "engine::channels::create"
-FRAME_SIZE = 64 * 1024
-_READ_SIZE = 65536
+FRAME_SIZE = MAX_FRAME_SIZE
 _MiB = 1024 * 1024
 _CLOSE_NORMAL = 1000
-_CLOSE_NO_STATUS = 1005
-_CLOSE_TOO_BIG = 1009
 _CLOSE_INTERNAL = 1011
 
 Item = Union[str, bytes]
 RefLike = Union[StreamChannelRef, "dict[str, Any]"]
 
 
-class ChannelError(IIIError):
-    """A channel socket failed: refused, lost mid-stream, closed abnormally or timed out.
-
-    Attributes:
-        channel_id: the channel, when known.
-        status_code: the HTTP status of a refused upgrade (404: unknown
-            channel or wrong access key), else ``None``.
-        close_code: the WebSocket close code the engine sent, else ``None``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        channel_id: Optional[str] = None,
-        status_code: Optional[int] = None,
-        close_code: Optional[int] = None,
-    ) -> None:
-        super().__init__(message)
-        self.channel_id = channel_id
-        self.status_code = status_code
-        self.close_code = close_code
+# -- the operations, written once for both modes ------------------------------------------
 
 
-# -- the shared sans-I/O WebSocket client --------------------------------------------
+class _Need(enum.Enum):
+    #: Write what the socket queued.
+    WRITE = "write"
+    #: Write what the socket queued, read once, feed it, write the answers.
+    READ = "read"
 
 
-class _Wire:
-    """One channel socket's WebSocket state, bytes in and bytes out (no I/O).
-
-    ``receive(b"")`` means end of file.  Complete messages queue up in
-    ``items``; a failure is kept in ``error`` and raised by ``next_item`` only
-    after the items that arrived before it were taken.
-    """
-
-    def __init__(
-        self,
-        address: EngineAddress,
-        headers: list[tuple[str, str]],
-        max_message_size: int,
-        channel_id: str,
-    ) -> None:
-        self._ws = WSConnection(ConnectionType.CLIENT)
-        self._out = bytearray(
-            self._ws.send(
-                wse.Request(
-                    host=address.host_header,
-                    target=address.target,
-                    extra_headers=[(k.encode(), v.encode()) for k, v in headers],
-                )
-            )
-        )
-        self._max = max_message_size
-        self._channel_id = channel_id
-        self._parts: list[Item] = []
-        self._size = 0
-        self.items: deque[Item] = deque()
-        self.accepted = False
-        self.finished = False  # the engine closed cleanly (1000/1005)
-        self.eof = False  # nothing more will arrive: close the socket
-        self.confirmed = False  # the engine answered our Close (or hung up after it)
-        self.error: Optional[ChannelError] = None
-
-    # -- output --------------------------------------------------------------
-
-    def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    @property
-    def open(self) -> bool:
-        return self.error is None and self._ws.state is WSState.OPEN
-
-    def check_open(self) -> None:
-        if self.error is not None:
-            raise self.error
-        if self._ws.state is not WSState.OPEN:
-            raise self._fail("the channel socket is closed; nothing more can be sent")
-
-    def send(self, data: Item) -> None:
-        self.check_open()
-        message: Union[wse.TextMessage, wse.BytesMessage] = (
-            wse.TextMessage(data=data) if isinstance(data, str) else wse.BytesMessage(data=data)
-        )
-        self._out += self._ws.send(message)
-
-    def send_close(self, code: int = _CLOSE_NORMAL, reason: str = "") -> None:
-        """Start the closing handshake (no-op unless open)."""
-        if self._ws.state is WSState.OPEN:
-            self._out += self._ws.send(wse.CloseConnection(code=code, reason=reason))
-
-    @property
-    def close_sent(self) -> bool:
-        return self._ws.state in (WSState.LOCAL_CLOSING, WSState.CLOSED)
-
-    # -- input ---------------------------------------------------------------
-
-    def lost(self, reason: str) -> None:
-        """The socket failed (a read or write error): record why, then treat it as EOF."""
-        if not self.eof and self.error is None and not self.close_sent:
-            self.error = self._fail(f"connection to the engine lost: {reason}")
-        self.eof = True
-
-    def receive(self, data: bytes) -> None:
-        if self.eof:
-            return
-        if not data:
-            self.eof = True
-            if self.close_sent:
-                self.confirmed = True  # the engine dropped the socket after our Close
-            if self.error is not None or self.finished or self.close_sent:
-                return
-            if not self.accepted:
-                self.error = self._fail("the engine closed the connection during the handshake")
-            else:
-                self.error = self._fail(
-                    "connection to the engine lost mid-stream (no Close frame): "
-                    "the stream is incomplete"
-                )
-            return
-        try:
-            self._ws.receive_data(data)
-            for event in self._ws.events():
-                self._on_event(event)
-                if self.eof:
-                    return
-        except (WSRemoteProtocolError, WSLocalProtocolError) as exc:
-            self.error = self._fail(f"invalid WebSocket data from the engine: {exc}")
-            self.eof = True
-
-    def _on_event(self, event: wse.Event) -> None:
-        if isinstance(event, wse.AcceptConnection):
-            self.accepted = True
-        elif isinstance(event, (wse.TextMessage, wse.BytesMessage)):
-            self._on_part(event.data, event.message_finished)
-        elif isinstance(event, wse.Ping):
-            self._out += self._ws.send(event.response())
-        elif isinstance(event, wse.CloseConnection):
-            self._on_close(event)
-        elif isinstance(event, wse.RejectConnection):
-            status = event.status_code
-            hint = " (unknown channel or wrong access key)" if status == 404 else ""
-            self.error = self._fail(
-                f"the engine refused the channel socket: HTTP {status}{hint}", status_code=status
-            )
-            self.eof = True
-        # Pong and RejectData need nothing.
-
-    def _on_part(self, data: Union[str, bytes, bytearray], finished: bool) -> None:
-        self._size += len(data)
-        if self._size > self._max:
-            self.error = self._fail(
-                f"channel message over the {self._max}-byte limit", close_code=_CLOSE_TOO_BIG
-            )
-            self.send_close(_CLOSE_TOO_BIG, "message too big")
-            self.eof = True
-            return
-        self._parts.append(data if isinstance(data, str) else bytes(data))
-        if not finished:
-            return
-        parts, self._parts, self._size = self._parts, [], 0
-        if len(parts) == 1:
-            self.items.append(parts[0])
-        elif isinstance(parts[0], str):
-            self.items.append("".join(p for p in parts if isinstance(p, str)))
-        else:
-            self.items.append(b"".join(p for p in parts if isinstance(p, bytes)))
-
-    def _on_close(self, event: wse.CloseConnection) -> None:
-        initiated_here = self.close_sent
-        if self._ws.state is WSState.REMOTE_CLOSING:
-            self._out += self._ws.send(event.response())
-        elif self._ws.state is WSState.OPEN:  # a parse failure: wsproto closes nothing itself
-            self._out += self._ws.send(wse.CloseConnection(code=event.code))
-        self.eof = True
-        if self.error is not None:
-            return
-        normal = event.code in (_CLOSE_NORMAL, _CLOSE_NO_STATUS)
-        if normal and initiated_here:
-            self.confirmed = True  # the engine answered our Close
-        elif normal and not self._parts:
-            self.finished = True  # the engine ended the stream
-        else:
-            reason = f" {event.reason}" if event.reason else ""
-            self.error = self._fail(
-                f"the engine closed the channel socket abnormally ({event.code}{reason})",
-                close_code=event.code,
-            )
-
-    def next_item(self) -> Union[Item, _NeedData, None]:
-        """The next complete item, ``None`` at the end of the stream, or ``NEED_DATA``.
-
-        Raises:
-            ChannelError: once the items before the failure were taken.
-        """
-        if self.items:
-            return self.items.popleft()
-        if self.error is not None:
-            raise self.error
-        if self.eof:
-            return None
-        return NEED_DATA
-
-    def _fail(self, message: str, **kw: Any) -> ChannelError:
-        return ChannelError(
-            f"channel {self._channel_id}: {message}", channel_id=self._channel_id, **kw
-        )
+# An operation on an end's ``ChannelConnection``: yields what it needs from
+# the driver and returns its value.
+Op = Generator[_Need, None, T]
 
 
-class _NeedData:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA = _NeedData()
-
-# An operation on a wire: yields bytes to send (answered with None) or None to
-# ask for bytes (answered with the bytes read, b"" at EOF); returns its value.
-Op = Generator[Optional[bytes], Optional[bytes], T]
+def _op_open(conn: ChannelConnection) -> Op[None]:
+    conn.start()
+    yield _Need.WRITE
+    while conn.next_event() is NEED_DATA:  # raises if refused; else ChannelOpened
+        yield _Need.READ
 
 
-def _op_handshake(wire: _Wire) -> Op[None]:
-    yield wire.data_to_send()
-    while not wire.accepted:
-        if wire.error is not None:  # receive() records one whenever it ends early
-            raise wire.error
-        wire.receive((yield None) or b"")
-        out = wire.data_to_send()
-        if out:
-            yield out
+def _op_next(conn: ChannelConnection) -> Op[Optional[Item]]:
+    while (event := conn.next_event()) is NEED_DATA:
+        yield _Need.READ
+    return event.data if isinstance(event, ChannelMessage) else None  # None: ChannelEnded
 
 
-def _op_next(wire: _Wire) -> Op[Optional[Item]]:
-    while True:
-        out = wire.data_to_send()  # pongs, Close replies, our Close 1009
-        if out:
-            yield out
-        item = wire.next_item()
-        if not isinstance(item, _NeedData):
-            return item
-        wire.receive((yield None) or b"")
-
-
-def _op_send(wire: _Wire, data: Union[str, bytes, bytearray, memoryview]) -> Op[None]:
+def _op_send(conn: ChannelConnection, data: Union[str, bytes, bytearray, memoryview]) -> Op[None]:
     if isinstance(data, str):
-        wire.send(data)
-        yield wire.data_to_send()
+        conn.send(data)
+        yield _Need.WRITE
         return
     view = memoryview(data).cast("B")
     for start in range(0, len(view), FRAME_SIZE):
-        wire.send(view[start : start + FRAME_SIZE].tobytes())
-        yield wire.data_to_send()
+        conn.send(view[start : start + FRAME_SIZE])
+        yield _Need.WRITE
 
 
-def _op_close(wire: _Wire, code: int, reason: str) -> Op[None]:
-    """Send Close (unless sent) and read until the engine's Close or EOF."""
-    if not wire.eof:
-        wire.send_close(code, reason)
-        out = wire.data_to_send()
-        if out:
-            yield out
-    while not wire.eof:
-        wire.receive((yield None) or b"")
-        wire.items.clear()  # a reader closing early drops what it did not take
-        out = wire.data_to_send()
-        if out:
-            yield out
+def _op_close(conn: ChannelConnection, code: int, reason: str) -> Op[None]:
+    """Send Close, then read (dropping items) until the engine's Close or EOF."""
+    conn.close(code, reason)
+    yield _Need.WRITE
+    while conn.next_event() is NEED_DATA:
+        yield _Need.READ
 
 
-# -- addresses and headers --------------------------------------------------------------
+# -- failures -------------------------------------------------------------------------------
 
 
-def _channel_address(
-    engine_url: str, channel_id: str, access_key: str, direction: str
-) -> EngineAddress:
-    """``<engine base>/ws/channels/<id>?<original query>&key=<key>&dir=<dir>`` (section 9.2).
-
-    The query of the engine URL is kept and its path is dropped except for a
-    prefix (``ws://proxy/iii/?t=1`` -> ``/iii/ws/channels/...?t=1&key=...``),
-    so an engine behind a path-routing proxy still works.
-    """
-    address = parse_engine_url(engine_url)
-    parts = urlsplit(engine_url)
-    query = f"{parts.query}&" if parts.query else ""
-    target = (
-        f"{parts.path.rstrip('/')}/ws/channels/{quote(channel_id, safe='')}"
-        f"?{query}key={quote(access_key, safe='')}&dir={direction}"
-    )
-    return EngineAddress(address.host, address.port, address.secure, target)
+def _failure(conn: ChannelConnection, reason: str) -> ChannelError:
+    """Fail the socket for ``reason``; the error that ended it (the first one wins)."""
+    error = conn.transport_failed(reason)
+    if error is not None:
+        return error
+    channel_id = conn.ref.channel_id
+    return ChannelError(f"channel {channel_id}: {reason}", channel_id=channel_id)
 
 
-def _handshake_headers(headers: Optional[dict[str, str]]) -> list[tuple[str, str]]:
-    out = dict(headers or {})
-    token = os.environ.get("III_TOKEN")
-    if token and not any(k.lower() == "authorization" for k in out):
-        out["Authorization"] = f"Bearer {token}"
-    return list(out.items())
+def _lost(exc: BaseException) -> str:
+    return f"connection to the engine lost: {str(exc) or type(exc).__name__}"
+
+
+def _not_connected(address: EngineAddress, exc: OSError, timeout: float) -> str:
+    where = f"could not connect to the engine at {address.host}:{address.port}"
+    return f"{where} within {timeout:g}s" if isinstance(exc, TimeoutError) else f"{where}: {exc}"
+
+
+_INTERRUPTED = "a send was interrupted; the channel socket is no longer usable"
+
+
+def _left(deadline: Optional[float]) -> Optional[float]:
+    """Seconds until ``deadline`` for a blocking call (``None``: no limit)."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+# -- refs and modes ---------------------------------------------------------------------
 
 
 def _as_ref(ref: RefLike, direction: Literal["read", "write"]) -> StreamChannelRef:
@@ -426,18 +228,20 @@ def _in_async_context() -> bool:
     return True
 
 
-# -- one end of a channel: the two I/O drivers -------------------------------------------
+# -- one end of a channel: the two drivers ------------------------------------------------
 
 
 class _ChannelEnd:
     _DIRECTION: ClassVar[Literal["read", "write"]]
+    #: Why ``close`` failed when the engine did not answer within ``close_timeout``.
+    _UNANSWERED: ClassVar[str]
 
     def __init__(
         self,
         engine_ws_base: str,
         ref: RefLike,
-        *,
         headers: Optional[dict[str, str]] = None,
+        *,
         ssl_context: Optional[ssl.SSLContext] = None,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
@@ -445,22 +249,18 @@ class _ChannelEnd:
     ) -> None:
         self.ref = _as_ref(ref, self._DIRECTION)
         self.engine_url = engine_ws_base
-        self._address = _channel_address(
-            engine_ws_base, self.ref.channel_id, self.ref.access_key, self._DIRECTION
-        )
-        self._headers = _handshake_headers(headers)
+        self._headers = handshake_headers(headers)
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
         self._close_timeout = close_timeout
         self._max_message_size = max_message_size
+        self._conn = self._new_conn()  # checks the URL now
         self._mode: Optional[Literal["async", "sync"]] = None
-        self._wire: Optional[_Wire] = None
-        self._stream: Optional[anyio.abc.ByteStream] = None
-        self._sock: Optional[socket.socket] = None
+        self._astream: Optional[async_streams.AnyioStream] = None
+        self._bstream: Optional[blocking_streams.BlockingStream] = None
         self._alock: Optional[anyio.Lock] = None
         self._tlock = threading.Lock()
         self._closed = False
-        self._broken: Optional[ChannelError] = None
 
     @property
     def channel_id(self) -> str:
@@ -472,16 +272,22 @@ class _ChannelEnd:
         return self._closed
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("open" if self._wire else "not connected")
-        return f"<{type(self).__name__} {self.ref.channel_id} {state}>"
+        state = self._conn.state
+        if self._closed:
+            shown = "closed"
+        elif state is ChannelState.IDLE:
+            shown = "not connected"
+        else:
+            shown = state.value
+        return f"<{type(self).__name__} {self.ref.channel_id} {shown}>"
 
-    def _new_wire(self) -> _Wire:
-        return _Wire(self._address, self._headers, self._max_message_size, self.ref.channel_id)
-
-    def _tls(self) -> Optional[ssl.SSLContext]:
-        if not self._address.secure:
-            return None
-        return self._ssl_context or ssl.create_default_context()
+    def _new_conn(self) -> ChannelConnection:
+        return ChannelConnection(
+            self.engine_url,
+            self.ref,
+            headers=self._headers,
+            max_message_size=self._max_message_size,
+        )
 
     def _enter(self, mode: Literal["async", "sync"]) -> None:
         if mode == "sync" and _in_async_context():
@@ -498,31 +304,14 @@ class _ChannelEnd:
             )
 
     def _check_usable(self) -> None:
-        if self._broken is not None:
-            raise self._broken
         if self._closed:
             raise ChannelError(
                 f"channel {self.ref.channel_id}: this {type(self).__name__} is closed",
                 channel_id=self.ref.channel_id,
             )
 
-    def _connect_failed(self, exc: BaseException) -> None:
-        # A refused or failed connect is final for this object (make a new one
-        # to try again); an interrupted one (cancelled) may be retried.
-        self._wire = None
-        if isinstance(exc, ChannelError):
-            self._broken = exc
-
-    def _io_error(self, wire: _Wire, exc: BaseException) -> None:
-        wire.lost(str(exc) or type(exc).__name__)
-        if wire.error is not None:
-            raise wire.error from exc
-
-    def _no_socket(self, wire: _Wire) -> ChannelError:
-        return wire.error or ChannelError(
-            f"channel {self.ref.channel_id}: the channel socket is closed",
-            channel_id=self.ref.channel_id,
-        )
+    def _after_close(self, conn: ChannelConnection) -> None:
+        """Raise what the closing handshake revealed, if it matters (the writer's)."""
 
     # -- async --------------------------------------------------------------
 
@@ -531,96 +320,89 @@ class _ChannelEnd:
             self._alock = anyio.Lock()
         return self._alock
 
-    async def _connect_async(self) -> _Wire:
-        address = self._address
-        wire = self._new_wire()
-        self._wire = wire
+    async def _open_async(self) -> None:
+        conn = self._conn
+        address = conn.address
+        deadline = anyio.current_time() + self._connect_timeout
         try:
-            with anyio.fail_after(self._connect_timeout):
-                try:
-                    context = self._tls()
-                    if context is None:
-                        self._stream = await anyio.connect_tcp(address.host, address.port)
-                    else:
-                        self._stream = await anyio.connect_tcp(
-                            address.host,
-                            address.port,
-                            ssl_context=context,
-                            tls_standard_compatible=False,
-                        )
-                except (OSError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
-                    raise ChannelError(
-                        f"channel {self.ref.channel_id}: could not connect to the engine at "
-                        f"{address.host}:{address.port}: {exc}",
-                        channel_id=self.ref.channel_id,
-                    ) from exc
-                await self._drive_async(wire, _op_handshake(wire))
-        except TimeoutError:
-            err = ChannelError(
-                f"channel {self.ref.channel_id}: no WebSocket upgrade within "
-                f"{self._connect_timeout:g}s",
-                channel_id=self.ref.channel_id,
-            )
+            try:
+                self._astream = await async_streams.open_stream(
+                    address.host,
+                    address.port,
+                    secure=address.secure,
+                    ssl_context=self._ssl_context,
+                    timeout=self._connect_timeout,
+                )
+            except OSError as exc:
+                raise _failure(conn, _not_connected(address, exc, self._connect_timeout)) from exc
+            with anyio.CancelScope(deadline=deadline) as scope:
+                await self._drive_async(_op_open(conn))
+            if scope.cancelled_caught:
+                raise _failure(conn, f"no WebSocket upgrade within {self._connect_timeout:g}s")
+        except ChannelError:  # final for this end: make a new one to try again
             await self._drop_async()
-            self._connect_failed(err)
-            raise err from None
-        except BaseException as exc:
-            await self._drop_async()
-            self._connect_failed(exc)
             raise
-        return wire
+        except BaseException:  # interrupted: the next call starts over
+            await self._drop_async()
+            self._conn = self._new_conn()
+            raise
 
-    async def _drive_async(self, wire: _Wire, op: Op[T]) -> T:
-        reply: Optional[bytes] = None
+    async def _drive_async(self, op: Op[T]) -> T:
+        conn = self._conn
         try:
             while True:
                 try:
-                    request = op.send(reply)
+                    need = next(op)
                 except StopIteration as stop:
                     return stop.value  # type: ignore[no-any-return]
-                stream = self._stream
-                if stream is None:
-                    raise self._no_socket(wire)
-                if request is None:
-                    try:
-                        reply = await stream.receive(_READ_SIZE)
-                    except anyio.EndOfStream:
-                        reply = b""
-                    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                        wire.lost(str(exc) or type(exc).__name__)
-                        reply = b""
-                else:
-                    reply = None
-                    try:
-                        await stream.send(request)
-                    except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                        self._io_error(wire, exc)
-                    except BaseException:
-                        # Cancelled mid-send: a frame may be cut, the socket is unusable.
-                        self._broken = ChannelError(
-                            f"channel {self.ref.channel_id}: a send was interrupted; "
-                            "the channel socket is no longer usable",
-                            channel_id=self.ref.channel_id,
-                        )
-                        raise
+                await self._write_async(conn)
+                if need is _Need.READ:
+                    await self._read_async(conn)
+                    await self._write_async(conn)  # pongs, a Close reply, our Close 1009
         finally:
             op.close()
-            if wire.eof or self._broken is not None:
+            if conn.finished:
                 await self._drop_async()
 
-    async def _drop_async(self) -> None:
-        stream, self._stream = self._stream, None
-        if stream is not None:
-            with anyio.CancelScope(shield=True):
-                with suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    await stream.aclose()
+    async def _write_async(self, conn: ChannelConnection) -> None:
+        data = conn.data_to_send()
+        stream = self._astream
+        if not data or stream is None:
+            return
+        try:
+            await stream.send(data)
+        except async_streams.IO_ERRORS as exc:
+            error = conn.transport_failed(_lost(exc))
+            if error is not None:
+                raise error from exc
+        except BaseException:
+            # Cancelled mid-send: a frame may be cut, the socket is unusable.
+            conn.transport_failed(_INTERRUPTED)
+            raise
 
-    async def _run_async(self, make_op: Callable[[_Wire], Op[T]]) -> T:
+    async def _read_async(self, conn: ChannelConnection) -> None:
+        stream = self._astream
+        assert stream is not None, "the socket waits for data, so its stream is open"
+        try:
+            data = await stream.receive()
+        except async_streams.IO_ERRORS as exc:
+            conn.transport_failed(_lost(exc))
+            return
+        conn.receive_data(data)
+
+    async def _drop_async(self) -> None:
+        stream, self._astream = self._astream, None
+        if stream is not None:
+            with anyio.CancelScope(shield=True), suppress(*async_streams.IO_ERRORS):
+                await stream.aclose()
+
+    async def _run_async(self, make_op: Callable[[ChannelConnection], Op[T]]) -> T:
         self._enter("async")
         async with self._lock_async():
             self._check_usable()
-            wire = self._wire or await self._connect_async()
-            return await self._drive_async(wire, make_op(wire))
+            if self._conn.state is ChannelState.IDLE:
+                await self._open_async()
+            return await self._drive_async(make_op(self._conn))
 
     async def _close_async(self, code: int, reason: str) -> None:
         self._enter("async")
@@ -628,119 +410,111 @@ class _ChannelEnd:
             if self._closed:
                 return
             self._closed = True
-            wire = self._wire
-            if wire is None:
-                if self._DIRECTION == "read" or self._broken is not None:
-                    return
-                wire = await self._connect_async()  # an empty stream still needs its end
-            timed_out = False
             try:
-                if self._stream is not None and self._broken is None:
+                if self._conn.state is ChannelState.IDLE:
+                    if self._DIRECTION == "read":
+                        return  # nothing to end
+                    await self._open_async()  # a writer's empty stream still needs its end
+                conn = self._conn
+                if conn.state is ChannelState.OPEN:
                     with anyio.move_on_after(self._close_timeout) as scope:
                         with suppress(ChannelError):
-                            await self._drive_async(wire, _op_close(wire, code, reason))
-                    timed_out = scope.cancelled_caught
+                            await self._drive_async(_op_close(conn, code, reason))
+                    if scope.cancelled_caught:
+                        conn.transport_failed(self._UNANSWERED.format(self._close_timeout))
             finally:
                 await self._drop_async()
-            self._after_close(wire, timed_out)
+            self._after_close(conn)
 
     # -- sync ---------------------------------------------------------------
 
-    def _connect_sync(self) -> _Wire:
-        address = self._address
-        wire = self._new_wire()
-        self._wire = wire
+    def _open_sync(self) -> None:
+        conn = self._conn
+        address = conn.address
         deadline = time.monotonic() + self._connect_timeout
         try:
             try:
-                sock = socket.create_connection(
-                    (address.host, address.port), timeout=self._connect_timeout
+                self._bstream = blocking_streams.open_stream(
+                    address.host,
+                    address.port,
+                    secure=address.secure,
+                    ssl_context=self._ssl_context,
+                    timeout=self._connect_timeout,
                 )
             except OSError as exc:
-                raise ChannelError(
-                    f"channel {self.ref.channel_id}: could not connect to the engine at "
-                    f"{address.host}:{address.port}: {exc}",
-                    channel_id=self.ref.channel_id,
-                ) from exc
-            self._sock = sock
-            with suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            context = self._tls()
-            if context is not None:
-                try:
-                    self._sock = context.wrap_socket(sock, server_hostname=address.host)
-                except OSError as exc:
-                    raise ChannelError(
-                        f"channel {self.ref.channel_id}: TLS handshake failed: {exc}",
-                        channel_id=self.ref.channel_id,
-                    ) from exc
-            self._drive_sync(wire, _op_handshake(wire), deadline, "the WebSocket upgrade")
-        except BaseException as exc:
+                raise _failure(conn, _not_connected(address, exc, self._connect_timeout)) from exc
+            upgrade = f"no WebSocket upgrade within {self._connect_timeout:g}s"
+            self._drive_sync(_op_open(conn), deadline, upgrade)
+        except ChannelError:  # final for this end: make a new one to try again
             self._drop_sync()
-            self._connect_failed(exc)
             raise
-        return wire
+        except BaseException:  # interrupted: the next call starts over
+            self._drop_sync()
+            self._conn = self._new_conn()
+            raise
 
-    def _drive_sync(
-        self, wire: _Wire, op: Op[T], deadline: Optional[float] = None, what: str = ""
-    ) -> T:
-        reply: Optional[bytes] = None
+    def _drive_sync(self, op: Op[T], deadline: Optional[float] = None, on_timeout: str = "") -> T:
+        """Run ``op``; with a ``deadline`` (``time.monotonic()``), fail the
+        socket for ``on_timeout`` when it passes."""
+        conn = self._conn
         try:
             while True:
                 try:
-                    request = op.send(reply)
+                    need = next(op)
                 except StopIteration as stop:
                     return stop.value  # type: ignore[no-any-return]
-                sock = self._sock
-                if sock is None:
-                    raise self._no_socket(wire)
-                if deadline is None:
-                    sock.settimeout(None)
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError
-                    sock.settimeout(left)
-                if request is None:
-                    try:
-                        reply = sock.recv(_READ_SIZE)
-                    except TimeoutError:
-                        raise
-                    except OSError as exc:
-                        wire.lost(str(exc) or type(exc).__name__)
-                        reply = b""
-                else:
-                    reply = None
-                    try:
-                        sock.sendall(request)
-                    except TimeoutError:
-                        raise
-                    except OSError as exc:
-                        self._io_error(wire, exc)
-        except TimeoutError:
-            # A blocking send may have been cut mid-frame: the socket is done.
-            self._broken = ChannelError(
-                f"channel {self.ref.channel_id}: {what or 'the operation'} timed out",
-                channel_id=self.ref.channel_id,
-            )
-            raise self._broken from None
+                self._write_sync(conn, deadline, on_timeout)
+                if need is _Need.READ:
+                    self._read_sync(conn, deadline, on_timeout)
+                    self._write_sync(conn, deadline, on_timeout)
         finally:
             op.close()
-            if wire.eof or self._broken is not None:
+            if conn.finished:
                 self._drop_sync()
 
-    def _drop_sync(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with suppress(OSError):
-                sock.close()
+    def _write_sync(
+        self, conn: ChannelConnection, deadline: Optional[float], on_timeout: str
+    ) -> None:
+        data = conn.data_to_send()
+        stream = self._bstream
+        if not data or stream is None:
+            return
+        try:
+            stream.settimeout(_left(deadline))
+            stream.send(data)
+        except OSError as exc:
+            timed_out = deadline is not None and isinstance(exc, TimeoutError)
+            # Cut mid-frame maybe: the socket is unusable either way.
+            error = conn.transport_failed(on_timeout if timed_out else _lost(exc))
+            if error is not None:
+                raise error from exc
 
-    def _run_sync(self, make_op: Callable[[_Wire], Op[T]]) -> T:
+    def _read_sync(
+        self, conn: ChannelConnection, deadline: Optional[float], on_timeout: str
+    ) -> None:
+        stream = self._bstream
+        assert stream is not None, "the socket waits for data, so its stream is open"
+        try:
+            stream.settimeout(_left(deadline))
+            data = stream.receive()
+        except OSError as exc:
+            timed_out = deadline is not None and isinstance(exc, TimeoutError)
+            conn.transport_failed(on_timeout if timed_out else _lost(exc))
+            return
+        conn.receive_data(data)
+
+    def _drop_sync(self) -> None:
+        stream, self._bstream = self._bstream, None
+        if stream is not None:
+            stream.close()
+
+    def _run_sync(self, make_op: Callable[[ChannelConnection], Op[T]]) -> T:
         self._enter("sync")
         with self._tlock:
             self._check_usable()
-            wire = self._wire or self._connect_sync()
-            return self._drive_sync(wire, make_op(wire))
+            if self._conn.state is ChannelState.IDLE:
+                self._open_sync()
+            return self._drive_sync(make_op(self._conn))
 
     def _close_sync(self, code: int, reason: str) -> None:
         self._enter("sync")
@@ -748,25 +522,20 @@ class _ChannelEnd:
             if self._closed:
                 return
             self._closed = True
-            wire = self._wire
-            if wire is None:
-                if self._DIRECTION == "read" or self._broken is not None:
-                    return
-                wire = self._connect_sync()  # an empty stream still needs its end
-            timed_out = False
             try:
-                if self._sock is not None and self._broken is None:
+                if self._conn.state is ChannelState.IDLE:
+                    if self._DIRECTION == "read":
+                        return  # nothing to end
+                    self._open_sync()  # a writer's empty stream still needs its end
+                conn = self._conn
+                if conn.state is ChannelState.OPEN:
                     deadline = time.monotonic() + self._close_timeout
-                    try:
-                        self._drive_sync(wire, _op_close(wire, code, reason), deadline, "close")
-                    except ChannelError:
-                        timed_out = self._broken is not None
+                    unanswered = self._UNANSWERED.format(self._close_timeout)
+                    with suppress(ChannelError):
+                        self._drive_sync(_op_close(conn, code, reason), deadline, unanswered)
             finally:
                 self._drop_sync()
-            self._after_close(wire, timed_out)
-
-    def _after_close(self, wire: _Wire, timed_out: bool) -> None:
-        """Raise what the closing handshake revealed, if it matters (the writer's)."""
+            self._after_close(conn)
 
 
 # -- the reader -------------------------------------------------------------------------
@@ -797,13 +566,14 @@ class ChannelReader(_ChannelEnd):
     """
 
     _DIRECTION: ClassVar[Literal["read", "write"]] = "read"
+    _UNANSWERED: ClassVar[str] = "the engine did not answer the Close within {:g}s"
 
     def __init__(
         self,
         engine_ws_base: str,
         ref: RefLike,
-        *,
         headers: Optional[dict[str, str]] = None,
+        *,
         ssl_context: Optional[ssl.SSLContext] = None,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
@@ -820,6 +590,11 @@ class ChannelReader(_ChannelEnd):
         )
         self._callbacks: list[Callable[[str], Any]] = []
         self._ended = False
+
+    @functools.cached_property
+    def stream(self) -> ReadableStream:
+        """This reader as an async stream of its binary items."""
+        return ReadableStream(self)
 
     def on_message(self, callback: Callable[[str], Any]) -> None:
         """Call ``callback(text)`` for every text item taken by iteration or ``read_all``.
@@ -970,18 +745,24 @@ class ChannelWriter(_ChannelEnd):
     """
 
     _DIRECTION: ClassVar[Literal["read", "write"]] = "write"
+    _UNANSWERED: ClassVar[str] = "the engine did not confirm the end of the stream within {:g}s"
+
+    @functools.cached_property
+    def stream(self) -> WritableStream:
+        """This writer as a stream whose ``write``/``end`` do not make the caller wait."""
+        return WritableStream(self)
 
     # -- async --------------------------------------------------------------
 
     async def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Send ``data`` as binary items (64 KiB frames). Empty data sends nothing."""
-        await self._run_async(lambda wire: _op_send(wire, data))
+        await self._run_async(lambda conn: _op_send(conn, data))
 
-    async def send_message_async(self, text: str) -> None:
-        """Send ``text`` as one text item."""
-        if not isinstance(text, str):
-            raise TypeError(f"send_message takes a str, got {type(text).__name__}")
-        await self._run_async(lambda wire: _op_send(wire, text))
+    async def send_message_async(self, msg: str) -> None:
+        """Send ``msg`` as one text item."""
+        if not isinstance(msg, str):
+            raise TypeError(f"send_message takes a str, got {type(msg).__name__}")
+        await self._run_async(lambda conn: _op_send(conn, msg))
 
     async def close_async(self) -> None:
         """End the stream: Close 1000, then wait for the engine's reply. Idempotent.
@@ -1017,13 +798,13 @@ class ChannelWriter(_ChannelEnd):
 
     def write_sync(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """``write`` for plain threads."""
-        self._run_sync(lambda wire: _op_send(wire, data))
+        self._run_sync(lambda conn: _op_send(conn, data))
 
-    def send_message(self, text: str) -> None:
+    def send_message(self, msg: str) -> None:
         """``send_message_async`` for plain threads."""
-        if not isinstance(text, str):
-            raise TypeError(f"send_message takes a str, got {type(text).__name__}")
-        self._run_sync(lambda wire: _op_send(wire, text))
+        if not isinstance(msg, str):
+            raise TypeError(f"send_message takes a str, got {type(msg).__name__}")
+        self._run_sync(lambda conn: _op_send(conn, msg))
 
     def close(self) -> None:
         """``close_async`` for plain threads."""
@@ -1050,18 +831,16 @@ class ChannelWriter(_ChannelEnd):
 
     # -- closing policy ------------------------------------------------------
 
-    def _after_close(self, wire: _Wire, timed_out: bool) -> None:
-        if self._broken is not None and not timed_out:
-            raise self._broken
-        if wire.error is not None:
-            raise wire.error
-        if not wire.confirmed:
-            within = f" within {self._close_timeout:g}s" if timed_out else ""
-            raise ChannelError(
-                f"channel {self.ref.channel_id}: the engine did not confirm the end of the "
-                f"stream{within}",
-                channel_id=self.ref.channel_id,
-            )
+    def _after_close(self, conn: ChannelConnection) -> None:
+        if conn.state is ChannelState.CLOSED:
+            return
+        if conn.error is not None:
+            raise conn.error
+        # The engine closed the socket first: nothing confirms what we sent.
+        raise ChannelError(
+            f"channel {self.ref.channel_id}: the engine did not confirm the end of the stream",
+            channel_id=self.ref.channel_id,
+        )
 
 
 # -- creating channels ------------------------------------------------------------------
@@ -1093,14 +872,11 @@ def _channel_from(worker: III, result: Any) -> Channel:
         reader_ref = from_json_value(result["reader"], StreamChannelRef)
     except Exception as exc:
         raise ChannelError(f"{CREATE_FUNCTION_ID} returned an unexpected value: {exc}") from exc
-    config = getattr(worker, "_config", None)
-    headers = dict(config.headers) if config is not None else None
-    options = getattr(worker, "_options", None)
-    ssl_context = getattr(options, "ssl_context", None)
-    url = worker.address
+    endpoint = worker._endpoint()
+    url, headers, context = endpoint.url, dict(endpoint.headers), endpoint.ssl_context
     return Channel(
-        writer=ChannelWriter(url, writer_ref, headers=headers, ssl_context=ssl_context),
-        reader=ChannelReader(url, reader_ref, headers=headers, ssl_context=ssl_context),
+        writer=ChannelWriter(url, writer_ref, headers=headers, ssl_context=context),
+        reader=ChannelReader(url, reader_ref, headers=headers, ssl_context=context),
         writer_ref=writer_ref,
         reader_ref=reader_ref,
     )
@@ -1163,7 +939,7 @@ def resolve_channel_refs(
     """Replace every channel ref inside ``data`` by a ``ChannelReader``/``ChannelWriter``.
 
     A ref is an object with string ``channel_id`` and ``access_key`` and a
-    ``direction`` of ``read`` or ``write`` (section 9.1); dicts, lists and
+    ``direction`` of ``read`` or ``write`` (docs/protocol.md#channel-refs); dicts, lists and
     tuples are walked.  Containers holding a ref are copied; everything else
     is returned as is (``data`` itself when there is no ref).
     """

@@ -1,4 +1,8 @@
-"""Errors of the public API (the whole tree is in ``iii_protocol.errors``)."""
+"""Errors of the public API (the whole tree is in ``iii_protocol.errors``).
+
+``InvocationError`` and ``IIIInvocationError`` are one class under two names
+(the second is the name of the 0.19 releases).
+"""
 
 from __future__ import annotations
 
@@ -16,10 +20,12 @@ __all__ = [
     "IIIError",
     "IIIInvocationError",
     "IIIUsageError",
+    "InvocationError",
+    "ObserveRejection",
+    "RegistrationRejectedError",
     "ConnectError",
     "ConnectionClosed",
     "ConnectionFailed",
-    "RegistrationRejectedError",
     "WorkerShutdownError",
 ]
 
@@ -43,19 +49,28 @@ class WorkerShutdownError(IIIUsageError, InvocationError):
         InvocationError.__init__(self, "SHUTDOWN", message)
 
 
-class RegistrationRejectedError(IIIError):
-    """The engine refused one of this worker's registrations.
+class RegistrationRejectedError(ConnectionFailed):
+    """The engine refused this worker, or one of its registrations.
+
+    * The worker's name: another live worker holds ``(namespace,
+      worker_name)``.  The engine sends ``registrationrejected`` and closes
+      the connection; reconnecting cannot help, so the worker stops, as a
+      ``ConnectionFailed`` says (the official SDK's meaning of this class).
+    * A function or a trigger (``function_id`` / ``trigger_id`` set): only
+      that registration is refused and the worker stays connected; the
+      registration's handle (``FunctionRef.error``, ``wait_accepted()``)
+      and ``add_registration_rejected_listener`` report it.
 
     Attributes:
-        code: ``FUNCTION_NAMESPACE_CONFLICT`` (another live worker owns the
-            function id, or ``engine::`` outside ``default``),
-            ``WORKER_NAMESPACE_CONFLICT``, or for a trigger the engine's or
-            provider's code (``FORBIDDEN``, ``INVALID_NAMESPACE``,
+        code: ``WORKER_NAMESPACE_CONFLICT``, ``FUNCTION_NAMESPACE_CONFLICT``
+            (another live worker owns the function id, or ``engine::``
+            outside ``default``), or for a trigger the engine's or provider's
+            code (``FORBIDDEN``, ``INVALID_NAMESPACE``,
             ``trigger_registration_failed``, ...).
         namespace: where it was refused (``""`` when the engine did not say).
         worker_name: the refused worker name (worker conflicts only).
-        owner_worker_id: the worker that owns the id; ``""`` for the reserved
-            ``engine::`` prefix; ``None`` when there is no owner (triggers).
+        owner_worker_id: the worker that holds the name or id; ``""`` for the
+            reserved ``engine::`` prefix; ``None`` when there is no owner (triggers).
         function_id: the refused function, or the function a refused trigger binds.
         trigger_id: the refused trigger's id (triggers only).
         message: the reason, in words.
@@ -82,14 +97,12 @@ class RegistrationRejectedError(IIIError):
                 else " (reserved for the engine)"
             )
             message = f"the engine refused {what!r} in namespace {namespace!r}{owner}"
-        super().__init__(f"{code}: {message}")
-        self.code = code
+        super().__init__(code, message)
         self.namespace = namespace
         self.worker_name = worker_name
         self.owner_worker_id = owner_worker_id
         self.function_id = function_id
         self.trigger_id = trigger_id
-        self.message = message
 
     def __reduce__(self) -> tuple[object, ...]:
         return (
@@ -97,3 +110,24 @@ class RegistrationRejectedError(IIIError):
             (self.code, self.namespace, self.worker_name, self.owner_worker_id),
             self.__dict__,
         )
+
+
+class ObserveRejection(IIIError):
+    """Refuses an observer with a code of its own.
+
+    Defined so that code importing it keeps working; this SDK has no observe
+    support (the engines it targets do not implement observe), so nothing
+    raises it on its own.
+
+    Attributes:
+        code: the rejection code.
+        message: the human-readable reason.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"

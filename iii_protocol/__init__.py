@@ -6,6 +6,21 @@ clocks or event loops: embed it in any I/O framework.
 
 from __future__ import annotations
 
+from ._channel import (
+    CHANNEL_TRANSITIONS,
+    NEED_DATA,
+    ChannelClosed,
+    ChannelConnection,
+    ChannelEnded,
+    ChannelError,
+    ChannelEvent,
+    ChannelInput,
+    ChannelMessage,
+    ChannelOpened,
+    ChannelState,
+    NeedData,
+    channel_address,
+)
 from ._codec import decode_frame, encode_frame, from_json_value, to_json_value
 from ._connection import ANNOUNCE_FUNCTION_ID, CALLER_WORKER_ID_KEY, Connection
 from ._frames import (
@@ -41,7 +56,7 @@ from ._frames import (
     WorkerRegistered,
 )
 from ._json import JSON, JSONObject
-from ._state import TRANSITIONS, ConnectionInput, ConnectionState
+from ._state import PHASES, TRANSITIONS, ConnectionInput, ConnectionState, SocketPhase
 from .config import DEFAULT_ENGINE_URL, Config, EngineAddress, ReconnectPolicy, parse_engine_url
 from .errors import (
     ConnectError,
@@ -56,18 +71,29 @@ from .errors import (
     ProtocolError,
     RemoteProtocolError,
     TransportError,
-    TransportTimeout,
     UpgradeRefused,
 )
 
 __all__ = [
     "ANNOUNCE_FUNCTION_ID",
     "CALLER_WORKER_ID_KEY",
+    "CHANNEL_TRANSITIONS",
     "DEFAULT_ENGINE_URL",
     "JSON",
     "JSONObject",
     "KNOWN_FRAMES",
+    "NEED_DATA",
+    "PHASES",
     "TRANSITIONS",
+    "ChannelClosed",
+    "ChannelConnection",
+    "ChannelEnded",
+    "ChannelError",
+    "ChannelEvent",
+    "ChannelInput",
+    "ChannelMessage",
+    "ChannelOpened",
+    "ChannelState",
     "Config",
     "ConnectError",
     "Connection",
@@ -90,6 +116,7 @@ __all__ = [
     "InvocationResult",
     "InvokeFunction",
     "LocalProtocolError",
+    "NeedData",
     "PayloadError",
     "PayloadTooLarge",
     "Ping",
@@ -104,9 +131,9 @@ __all__ = [
     "RegisterTriggerType",
     "RegistrationRejected",
     "RemoteProtocolError",
+    "SocketPhase",
     "StreamChannelRef",
     "TransportError",
-    "TransportTimeout",
     "TriggerAction",
     "TriggerActionEnqueue",
     "TriggerActionVoid",
@@ -117,6 +144,7 @@ __all__ = [
     "UnregisterTriggerType",
     "UpgradeRefused",
     "WorkerRegistered",
+    "channel_address",
     "decode_frame",
     "encode_frame",
     "from_json_value",

@@ -8,12 +8,21 @@ and closing (``transport_opened`` / ``transport_closed``), writes whatever
 ``handle_timer(now)``.  Everything the application must react to comes out of
 ``events()``.  Time is always passed in; this module never reads a clock.
 
-A session outlives its sockets.  Per socket it owns a ``wsproto`` client, the
-partial message being reassembled, the handshake and keep-alive clocks.  Per
-session it keeps the registrations (replayed on every connection), the calls
-waiting for a result (``_pending``), the calls held while disconnected
-(``_held``), the invocations this worker must still answer (``_inbound``),
-the engine's worker id and reattach token, and the retry counter.
+A session outlives its sockets.  ``Connection`` is the facade over its parts:
+
+* ``_state``: the table of every phase (session state and socket phase);
+  every change of either goes through it, and ``Connection`` performs the
+  side effects of each input;
+* ``_framing``: the WebSocket of the current socket (upgrade, reassembly,
+  fragmentation, pings) and the bytes queued for the transport;
+* ``_calls``: calls waiting for a result (sent or held while disconnected)
+  and invocations this worker must still answer;
+* ``_registry``: functions, trigger types and bindings, replayed on every
+  connection;
+* ``_timers``: handshake deadline, keep-alive and reconnect backoff.
+
+Here remain the session itself (the engine's worker id and reattach token,
+the retry counter, why it failed) and what each frame from the engine means.
 
 On ``workerregistered`` the connection sends, in this order: ``reattach``
 (when an earlier connection had an id), the ``engine::workers::register``
@@ -28,23 +37,21 @@ their deadlines running, and a reconnect is scheduled per the policy.
 
 from __future__ import annotations
 
-import heapq
 import random as _random
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Optional, TypeVar, Union
-
-from wsproto import ConnectionType, WSConnection
-from wsproto import events as ws
-from wsproto.connection import ConnectionState as WSState
-from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
+from typing import Optional, Union
 
 from . import _frames as f
 from . import events as ev
+from ._calls import Inbound, Outbound
 from ._codec import decode_frame, encode_frame
+from ._framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, Accepted, Framing, Lost, utf8_len
 from ._json import JSON, loads
-from ._state import ConnectionInput, ConnectionState, ConnectionStateMachine
+from ._registry import Registry
+from ._state import ConnectionInput, ConnectionState, ConnectionStateMachine, SocketPhase
+from ._timers import Timers
 from .config import Config
 from .errors import (
     ConnectionFailed,
@@ -53,7 +60,6 @@ from .errors import (
     PayloadError,
     PayloadTooLarge,
     RemoteProtocolError,
-    UpgradeRefused,
 )
 
 __all__ = ["Connection", "ANNOUNCE_FUNCTION_ID", "CALLER_WORKER_ID_KEY"]
@@ -62,29 +68,10 @@ ANNOUNCE_FUNCTION_ID = "engine::workers::register"
 CALLER_WORKER_ID_KEY = "_caller_worker_id"
 FUNCTION_CONFLICT = "FUNCTION_NAMESPACE_CONFLICT"
 
-_R = TypeVar("_R", f.RegisterFunction, f.RegisterTriggerType, f.RegisterTrigger)
-
 _CHANNEL_KEY = '"channel_id"'
 
-_CLOSE_NORMAL = 1000
-_CLOSE_PROTOCOL_ERROR = 1002
-_CLOSE_TOO_BIG = 1009
-
-
-def _utf8_len(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode("utf-8"))
-
-
-class _Pending:
-    """An outbound call waiting for its result."""
-
-    __slots__ = ("deadline", "function_id", "sent", "timeout")
-
-    def __init__(self, function_id: str, deadline: float, timeout: float, sent: bool) -> None:
-        self.function_id = function_id
-        self.deadline = deadline
-        self.timeout = timeout
-        self.sent = sent
+_I = ConnectionInput
+_NO_SOCKET = SocketPhase.NONE
 
 
 class Connection:
@@ -111,38 +98,25 @@ class Connection:
         self._new_id = new_id if new_id is not None else (lambda: str(uuid.uuid4()))
         self._sm = ConnectionStateMachine()
         self._events: deque[ev.Event] = deque()
-        self._out = bytearray()
+        self._framing = Framing(self.config)
+        # The bytes queued for the transport (one buffer, owned by the framing;
+        # tests/transports reads its size).
+        self._out = self._framing.out
+        self._timers = Timers(self.config)
+        self._calls = Outbound(self._events)
+        self._inbound = Inbound()
+        self._registry = Registry()
 
-        # per socket
-        self._ws: Optional[WSConnection] = None
-        self._transport_active = False
-        self._requested = False  # the upgrade request was queued on this socket
-        self._handshake_done = False
-        self._message: list[str] = []
-        self._message_size = 0
-        self._message_binary = False
-        self._connect_deadline: Optional[float] = None
-        self._last_received = 0.0
-        self._next_ping: Optional[float] = None
-        self._syncs: deque[int] = deque()  # tokens of the pings the engine owes a pong
-
-        # per session
+        # the session
         self.worker_id: Optional[str] = None
         self.reattach_token: Optional[str] = None
         self.features: tuple[str, ...] = ()
         self._retries = 0
-        self._sync_count = 0
-        self._backoff_deadline: Optional[float] = None
         self._failure: Optional[ConnectionFailed] = None
         self._announce_id: Optional[str] = None
-        self._pending: dict[str, _Pending] = {}
-        self._deadlines: list[tuple[float, str]] = []
-        self._held: deque[tuple[Optional[str], str]] = deque()
-        self._inbound: dict[str, str] = {}
-        self._orphans: set[str] = set()
-        self._functions: dict[str, f.RegisterFunction] = {}
-        self._trigger_types: dict[str, f.RegisterTriggerType] = {}
-        self._triggers: dict[str, f.RegisterTrigger] = {}
+        self._sync_count = 0
+        # per socket: tokens of the syncs the engine still owes a pong
+        self._syncs: deque[int] = deque()
 
     # -- read-only views -------------------------------------------------------
 
@@ -151,37 +125,43 @@ class Connection:
         return self._sm.state
 
     @property
+    def socket_phase(self) -> SocketPhase:
+        """Where the socket of the current attempt is (``NONE`` without one)."""
+        return self._sm.socket
+
+    @property
     def failure(self) -> Optional[ConnectionFailed]:
         """Why the connection is ``FAILED``, else ``None``."""
         return self._failure
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
+        return len(self._calls.pending)
 
     @property
     def held_count(self) -> int:
-        return len(self._held)
+        return self._calls.held_count
 
     @property
     def functions(self) -> dict[str, f.RegisterFunction]:
-        return dict(self._functions)
+        return dict(self._registry.functions)
 
     @property
     def trigger_types(self) -> dict[str, f.RegisterTriggerType]:
-        return dict(self._trigger_types)
+        return dict(self._registry.trigger_types)
 
     @property
     def triggers(self) -> dict[str, f.RegisterTrigger]:
-        return dict(self._triggers)
+        return dict(self._registry.triggers)
 
     # -- output ----------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
         """Everything queued for the socket since the last call."""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        data = bytes(out)
+        out.clear()
+        return data
 
     def events(self) -> Iterator[ev.Event]:
         """Drain the events produced so far."""
@@ -191,15 +171,15 @@ class Connection:
     def _emit(self, event: ev.Event) -> None:
         self._events.append(event)
 
-    def _transition(
+    def _state_changed(
         self,
-        event: ConnectionInput,
+        old: Optional[ConnectionState],
         reason: Optional[str] = None,
         cause: Optional[BaseException] = None,
     ) -> None:
-        old = self._sm.process(event)
-        if old is not self._sm.state:
-            self._emit(ev.StateChanged(old=old, new=self._sm.state, reason=reason, cause=cause))
+        new = self._sm.state
+        if old is not None and old is not new:
+            self._emit(ev.StateChanged(old=old, new=new, reason=reason, cause=cause))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -209,18 +189,12 @@ class Connection:
         Raises:
             LocalProtocolError: not ``DISCONNECTED``.
         """
-        self._transition(ConnectionInput.CONNECT)
+        self._state_changed(self._sm.process(_I.CONNECT))
         self._open(now)
 
     def _open(self, now: float) -> None:
-        self._ws = WSConnection(ConnectionType.CLIENT)
-        self._transport_active = True
-        self._requested = False
-        self._handshake_done = False
-        self._message.clear()
-        self._message_size = 0
-        self._connect_deadline = now + self.config.connect_timeout
-        self._next_ping = None
+        self._framing.start()
+        self._timers.socket_opening(now)
         self._emit(
             ev.OpenTransport(
                 host=self._address.host,
@@ -236,23 +210,9 @@ class Connection:
         Raises:
             LocalProtocolError: no transport was asked for, or it opened already.
         """
-        ws_conn = self._ws
-        if (
-            not self._transport_active
-            or ws_conn is None
-            or ws_conn.state is not WSState.CONNECTING
-            or self._requested
-        ):
-            raise LocalProtocolError("no transport is being opened")
-        self._requested = True
-        self._last_received = now
-        self._out += ws_conn.send(
-            ws.Request(
-                host=self._address.host_header,
-                target=self._address.target,
-                extra_headers=[(k.encode(), v.encode()) for k, v in self.config.headers],
-            )
-        )
+        self._sm.process(_I.TRANSPORT_OPENED)
+        self._timers.last_received = now
+        self._framing.request(self._address.host_header, self._address.target, self.config.headers)
 
     def transport_closed(
         self,
@@ -266,22 +226,97 @@ class Connection:
         ``cause``: the exception the transport saw (refused, DNS, TLS, ...);
         it is passed on in the ``StateChanged`` that follows.
         """
-        if self._transport_active:
-            self._lose(now, reason, close=False, cause=cause)
+        # A transport that closed itself needs no CloseTransport.
+        self._lose(now, reason, close_code=None, cause=cause)
 
     def close(self) -> None:
         """Close the session: WebSocket close 1000, pending and held calls fail
         with ``SHUTDOWN``. Registrations are kept for a later ``connect()``.
         Idempotent; a ``FAILED`` connection stays ``FAILED``.
         """
-        if self._sm.state is ConnectionState.FAILED:
-            return
-        self._drop_transport("closed by the worker", _CLOSE_NORMAL)
-        self._transition(ConnectionInput.CLOSE)
-        self._backoff_deadline = None
+        socket = self._sm.socket
+        old = self._sm.process(_I.CLOSE)
+        if old is None:
+            return  # failed for good: nothing to close
+        if socket is not _NO_SOCKET:
+            self._drop_socket("closed by the worker", CLOSE_NORMAL)
+        self._state_changed(old)
+        self._timers.backoff = None
         self._retries = 0
         self.worker_id = self.reattach_token = None
-        self._fail_calls("SHUTDOWN", "iii is shutting down", held_too=True)
+        self._calls.fail_all("SHUTDOWN", "iii is shutting down", held_too=True)
+
+    # -- transport loss and failure --------------------------------------------
+
+    def _drop_socket(self, reason: str, close_code: Optional[int]) -> None:
+        """Forget the socket; ``close_code`` set: queue a Close and ask the
+        transport to close it (``None``: it closed itself)."""
+        if close_code is not None:
+            self._emit(ev.CloseTransport(reason=reason))
+        self._framing.stop(close_code)
+        self._timers.socket_dropped()
+        self._announce_id = None
+        self._syncs.clear()
+        # Their results can no longer be delivered: the engine has already
+        # failed them with invocation_stopped.
+        self._inbound.orphan_all()
+
+    def _lose(
+        self,
+        now: float,
+        reason: str,
+        *,
+        close_code: Optional[int],
+        cause: Optional[BaseException] = None,
+    ) -> None:
+        """The socket is lost (``close_code``: we drop it): reconnect, or fail
+        when the policy allows no more retries.  Ignored without a socket."""
+        policy = self.config.reconnect
+        gives_up = policy.gives_up_after(self._retries)
+        old = self._sm.process(_I.RETRIES_EXHAUSTED if gives_up else _I.TRANSPORT_LOST)
+        if old is None:
+            return  # the core dropped this socket already
+        self._drop_socket(reason, close_code)
+        self._calls.fail_all(
+            "CONNECTION_LOST", f"connection lost ({reason}); outcome unknown", held_too=False
+        )
+        if gives_up:
+            self._failed(
+                old,
+                "RETRIES_EXHAUSTED",
+                f"gave up after {self._retries} reconnect attempts ({reason})",
+                None,
+                cause,
+            )
+            return
+        self._timers.backoff = now + policy.delay(self._retries, self._random() * 2.0 - 1.0)
+        self._retries += 1
+        self._state_changed(old, reason, cause)
+
+    def _reject(self, rejection: f.RegistrationRejected) -> None:
+        """The engine refused this worker: the session fails for good."""
+        what = rejection.worker_name or rejection.function_id or "this worker"
+        message = (
+            f"engine refused {what!r} in namespace {rejection.namespace!r} "
+            f"(owner {rejection.owner_worker_id or 'reserved'})"
+        )
+        old = self._sm.process(_I.FATAL_REJECTION)
+        self._drop_socket(message, CLOSE_NORMAL)
+        self._failed(old, rejection.code, message, rejection)
+
+    def _failed(
+        self,
+        old: Optional[ConnectionState],
+        code: str,
+        message: str,
+        rejection: Optional[f.RegistrationRejected],
+        cause: Optional[BaseException] = None,
+    ) -> None:
+        self._state_changed(old, message, cause)
+        self._failure = ConnectionFailed(code, message)
+        self._timers.backoff = None
+        self._calls.fail_all(code, message, held_too=True)
+        self._emit(ev.ConnectionFailedEvent(code=code, message=message, rejection=rejection))
 
     # -- input -----------------------------------------------------------------
 
@@ -291,86 +326,30 @@ class Connection:
         Never raises for anything the peer sends: protocol violations become
         ``FrameRejected`` events or drop the transport (and reconnect).
         """
-        ws_conn = self._ws
-        if not self._transport_active or ws_conn is None or not data:
+        sm = self._sm
+        if sm.socket is _NO_SOCKET or not data:
             return  # (empty data is no news: EOF is ``transport_closed``)
-        self._last_received = now
-        try:
-            ws_conn.receive_data(data)
-            for event in ws_conn.events():
-                self._on_ws_event(event, now)
-                if not self._transport_active:
-                    return
-        except (WSRemoteProtocolError, UnicodeError) as exc:
-            # wsproto lets a non-ASCII byte in a handshake header escape as UnicodeError.
-            self._lose(now, f"WebSocket handshake failed: {exc}", close=True)
-
-    def _on_ws_event(self, event: ws.Event, now: float) -> None:
-        if isinstance(event, ws.TextMessage):
-            self._on_message_part(event.data, event.message_finished, False, now)
-        elif isinstance(event, ws.BytesMessage):
-            self._on_message_part(event.data, event.message_finished, True, now)
-        elif isinstance(event, ws.Ping):
-            self._send_ws(event.response())
-        elif isinstance(event, ws.AcceptConnection):
-            self._handshake_done = True
-            self._next_ping = now + self.config.ping_interval
-        elif isinstance(event, ws.CloseConnection):
-            ws_conn = self._ws
-            if ws_conn is not None and ws_conn.state is WSState.REMOTE_CLOSING:
-                self._out += ws_conn.send(event.response())
-                self._lose(
-                    now,
-                    f"engine closed the connection ({event.code} {event.reason}".rstrip() + ")",
-                    close=True,
-                )
-            else:
-                # wsproto could not parse the engine's bytes: close with its code
-                # (1002, or 1007 for invalid UTF-8).
-                self._lose(
-                    now,
-                    f"bad WebSocket data from the engine: {event.reason}",
-                    close=True,
-                    code=event.code,
-                )
-        elif isinstance(event, ws.RejectConnection):
-            refused = UpgradeRefused(event.status_code)
-            self._lose(now, str(refused), close=True, cause=refused)
-        # A WebSocket Pong needs nothing: any bytes already count as liveness.  RejectData
-        # cannot arrive: the transport is dropped on RejectConnection.
-
-    def _on_message_part(
-        self, data: Union[str, bytes, bytearray], finished: bool, binary: bool, now: float
-    ) -> None:
-        if not self._message and self._message_size == 0:
-            self._message_binary = binary
-        if isinstance(data, str):
-            self._message_size += _utf8_len(data)
-            self._message.append(data)
-        else:
-            self._message_size += len(data)
-        if self._message_size > self.config.max_message_size:
-            self._lose(
-                now,
-                f"engine message over the {self.config.max_message_size}-byte limit",
-                close=True,
-                code=_CLOSE_TOO_BIG,
-            )
-            return
-        if not finished:
-            return
-        text = "".join(self._message)
-        self._message.clear()
-        self._message_size = 0
-        if self._message_binary:
-            self._emit(
-                ev.FrameRejected(
-                    error=RemoteProtocolError(
-                        "binary message on the control socket (the engine sends text only)"
+        self._timers.last_received = now
+        for item in self._framing.receive(data):
+            if type(item) is str:
+                self._on_message(item)
+            elif type(item) is Lost:
+                self._lose(now, item.reason, close_code=item.code, cause=item.cause)
+            elif type(item) is Accepted:
+                sm.process(_I.HANDSHAKE_ACCEPTED)
+                self._timers.socket_open(now)
+            else:  # BinaryMessage
+                self._emit(
+                    ev.FrameRejected(
+                        error=RemoteProtocolError(
+                            "binary message on the control socket (the engine sends text only)"
+                        )
                     )
                 )
-            )
-            return
+            if sm.socket is _NO_SOCKET:
+                return  # dropped: the rest is for nobody
+
+    def _on_message(self, text: str) -> None:
         if not text.strip():
             return
         try:
@@ -389,16 +368,9 @@ class Connection:
         obj = loads(text)
         invocation_id = obj.get("invocation_id") if isinstance(obj, dict) else None
         if isinstance(invocation_id, str):
-            pending = self._pending.get(invocation_id)
-            if pending is not None and pending.sent:
-                del self._pending[invocation_id]
-                self._emit(
-                    ev.InvocationFailed(
-                        invocation_id=invocation_id,
-                        function_id=pending.function_id,
-                        error=f.ErrorBody(code="UNKNOWN", message=f"malformed result: {exc}"),
-                    )
-                )
+            pending = self._calls.answered(invocation_id)
+            if pending is not None:
+                self._calls.fail(invocation_id, pending, "UNKNOWN", f"malformed result: {exc}")
 
     def _on_frame(self, frame: Union[f.Frame, f.UnknownFrame], text: str) -> None:
         if isinstance(frame, f.InvocationResult):
@@ -408,7 +380,7 @@ class Connection:
         elif isinstance(frame, f.WorkerRegistered):
             self._on_worker_registered(frame)
         elif isinstance(frame, f.RegisterTrigger):
-            if frame.trigger_type in self._trigger_types:
+            if self._registry.provides(frame.trigger_type):
                 self._emit(ev.TriggerRegistrationRequested(binding=frame))
             else:
                 self.send_trigger_registration_result(
@@ -438,13 +410,7 @@ class Connection:
             if frame.code == FUNCTION_CONFLICT:
                 self._emit(ev.FunctionRejected(rejection=frame))
             else:
-                what = frame.worker_name or frame.function_id or "this worker"
-                self._fail_session(
-                    frame.code,
-                    f"engine refused {what!r} in namespace {frame.namespace!r} "
-                    f"(owner {frame.owner_worker_id or 'reserved'})",
-                    frame,
-                )
+                self._reject(frame)
         elif isinstance(frame, f.Ping):
             self._send_frame(f.Pong())
             self._emit(ev.PingReceived())
@@ -465,7 +431,9 @@ class Connection:
             )
 
     def _on_worker_registered(self, frame: f.WorkerRegistered) -> None:
-        if self._sm.state is not ConnectionState.CONNECTING:
+        try:
+            old = self._sm.process(_I.WORKER_REGISTERED)
+        except LocalProtocolError:
             self._emit(
                 ev.FrameRejected(
                     error=RemoteProtocolError(
@@ -475,11 +443,12 @@ class Connection:
                 )
             )
             return
+        self._state_changed(old)
         previous_id, previous_token = self.worker_id, self.reattach_token
         self.worker_id = frame.worker_id
         self.reattach_token = frame.reattach_token
         self.features = tuple(frame.features or ())
-        self._connect_deadline = None
+        self._timers.connect = None
         self._retries = 0
         if previous_id is not None:
             self._send_frame(
@@ -497,19 +466,10 @@ class Connection:
                     action=None if announce_id is not None else f.TriggerActionVoid(),
                 )
             )
-        for registrations in (self._trigger_types, self._functions, self._triggers):
-            for registration in registrations.values():
-                self._send_frame(registration)
-        held, self._held = self._held, deque()
-        for invocation_id, text in held:
-            if invocation_id is None:
-                self._send_text(text)
-            else:
-                pending = self._pending.get(invocation_id)
-                if pending is not None:  # else its caller gave up (cancel)
-                    pending.sent = True
-                    self._send_text(text)
-        self._transition(ConnectionInput.WORKER_REGISTERED)
+        for registration in self._registry.replay():
+            self._send_frame(registration)
+        for text in self._calls.release_held():
+            self._framing.send_text(text)
         self._emit(
             ev.Connected(
                 worker_id=frame.worker_id,
@@ -519,18 +479,18 @@ class Connection:
         )
 
     def _on_result(self, frame: f.InvocationResult) -> None:
-        if frame.invocation_id == self._announce_id:
+        invocation_id = frame.invocation_id
+        if invocation_id == self._announce_id:
             self._announce_id = None
             self._emit(ev.Announced(result=frame.result, error=frame.error))
             return
-        pending = self._pending.get(frame.invocation_id)
-        if pending is None or not pending.sent:
-            return  # late, unknown, or not ours: the engine drops these too
-        del self._pending[frame.invocation_id]
+        pending = self._calls.answered(invocation_id)
+        if pending is None:
+            return
         if frame.error is not None:
             self._emit(
                 ev.InvocationFailed(
-                    invocation_id=frame.invocation_id,
+                    invocation_id=invocation_id,
                     function_id=pending.function_id,
                     error=frame.error,
                 )
@@ -538,7 +498,7 @@ class Connection:
         else:
             self._emit(
                 ev.InvocationSucceeded(
-                    invocation_id=frame.invocation_id,
+                    invocation_id=invocation_id,
                     function_id=pending.function_id,
                     result=frame.result,
                 )
@@ -546,7 +506,7 @@ class Connection:
 
     def _on_invoke(self, frame: f.InvokeFunction, text: str) -> None:
         invocation_id = frame.invocation_id
-        function = self._functions.get(frame.function_id)
+        function = self._registry.function(frame.function_id)
         if function is None or function.invocation is not None:
             if invocation_id is not None:
                 code, message = (
@@ -565,19 +525,17 @@ class Connection:
                     )
                 )
             return
-        if invocation_id is not None:
-            # An orphan (from a lost socket) is still running in the app: a
-            # second invocation under its id could not be told apart from it.
-            if invocation_id in self._inbound or invocation_id in self._orphans:
-                self._emit(
-                    ev.FrameRejected(
-                        error=RemoteProtocolError(
-                            f"invocation {invocation_id} is already running", frame_type=frame.TYPE
-                        )
+        # An orphan (from a lost socket) is still running in the app: a
+        # second invocation under its id could not be told apart from it.
+        if invocation_id is not None and not self._inbound.start(invocation_id):
+            self._emit(
+                ev.FrameRejected(
+                    error=RemoteProtocolError(
+                        f"invocation {invocation_id} is already running", frame_type=frame.TYPE
                     )
                 )
-                return
-            self._inbound[invocation_id] = frame.function_id
+            )
+            return
         data = frame.data
         caller: Optional[str] = None
         if isinstance(data, dict) and CALLER_WORKER_ID_KEY in data:
@@ -602,155 +560,27 @@ class Connection:
 
     def get_timer(self) -> Optional[float]:
         """The next time ``handle_timer`` has work to do, or ``None``."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][1] not in self._pending:
-            heapq.heappop(deadlines)
-        candidates = [
-            t
-            for t in (
-                deadlines[0][0] if deadlines else None,
-                self._backoff_deadline,
-                self._connect_deadline,
-                self._next_ping,
-                self._last_received + self.config.idle_timeout if self._handshake_done else None,
-            )
-            if t is not None
-        ]
-        return min(candidates) if candidates else None
+        return self._timers.next_deadline(self._calls.next_deadline())
 
     def handle_timer(self, now: float) -> None:
         """Run everything due at ``now``: timeouts, reconnects, keep-alive."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, invocation_id = heapq.heappop(deadlines)
-            pending = self._pending.get(invocation_id)
-            if pending is not None and pending.deadline <= now:
-                del self._pending[invocation_id]
-                if not pending.sent:
-                    # Free its place in the bounded queue of held calls.
-                    self._held = deque(h for h in self._held if h[0] != invocation_id)
-                self._emit(
-                    ev.InvocationFailed(
-                        invocation_id=invocation_id,
-                        function_id=pending.function_id,
-                        error=f.ErrorBody(
-                            code="TIMEOUT",
-                            message=f"invocation timed out after {round(pending.timeout * 1000)}ms",
-                        ),
-                    )
-                )
-        if self._backoff_deadline is not None and now >= self._backoff_deadline:
-            self._backoff_deadline = None
-            self._transition(ConnectionInput.BACKOFF_ELAPSED)
+        self._calls.expire(now)
+        timers = self._timers
+        if timers.backoff_due(now):
+            self._state_changed(self._sm.process(_I.BACKOFF_ELAPSED))
             self._open(now)
-        if not self._transport_active:
+        if self._sm.socket is _NO_SOCKET:
             return
-        if self._connect_deadline is not None and now >= self._connect_deadline:
-            self._lose(now, "timed out opening the connection", close=True)
-        elif self._handshake_done:
-            if now - self._last_received >= self.config.idle_timeout:
-                self._lose(
-                    now, f"no data from the engine for {self.config.idle_timeout:g}s", close=True
-                )
-            elif self._next_ping is not None and now >= self._next_ping:
-                self._send_ws(ws.Ping(payload=b"iii"))
-                self._next_ping = now + self.config.ping_interval
-
-    # -- transport loss and failure --------------------------------------------
-
-    def _drop_transport(self, reason: str, code: Optional[int]) -> None:
-        """Forget the socket; ``code`` set: queue a Close and ask the transport to close it."""
-        if not self._transport_active:
-            return
-        ws_conn = self._ws
-        if code is not None:
-            if ws_conn is not None and ws_conn.state is WSState.OPEN:
-                self._out += ws_conn.send(ws.CloseConnection(code=code))
-            self._emit(ev.CloseTransport(reason=reason))
-        else:
-            # The socket is already gone: what was queued for it can go nowhere.
-            self._out.clear()
-        self._transport_active = False
-        self._ws = None
-        self._announce_id = None
-        self._handshake_done = False
-        self._message.clear()
-        self._message_size = 0
-        self._connect_deadline = None
-        self._next_ping = None
-        self._syncs.clear()
-        if self._inbound:
-            # Their results can no longer be delivered: the engine has already
-            # failed them with invocation_stopped.
-            self._orphans.update(self._inbound)
-            self._inbound.clear()
-
-    def _lose(
-        self,
-        now: float,
-        reason: str,
-        *,
-        close: bool,
-        code: int = _CLOSE_PROTOCOL_ERROR,
-        cause: Optional[BaseException] = None,
-    ) -> None:
-        # A transport that closed itself needs no CloseTransport.
-        self._drop_transport(reason, code if close else None)
-        self._fail_calls(
-            "CONNECTION_LOST", f"connection lost ({reason}); outcome unknown", held_too=False
-        )
-        policy = self.config.reconnect
-        if policy.gives_up_after(self._retries):
-            self._fail_session(
-                "RETRIES_EXHAUSTED",
-                f"gave up after {self._retries} reconnect attempts ({reason})",
-                None,
-                cause,
+        if timers.connect_due(now):
+            self._lose(now, "timed out opening the connection", close_code=CLOSE_PROTOCOL_ERROR)
+        elif timers.idle_due(now):
+            self._lose(
+                now,
+                f"no data from the engine for {self.config.idle_timeout:g}s",
+                close_code=CLOSE_PROTOCOL_ERROR,
             )
-            return
-        self._backoff_deadline = now + policy.delay(self._retries, self._random() * 2.0 - 1.0)
-        self._retries += 1
-        self._transition(ConnectionInput.TRANSPORT_LOST, reason, cause)
-
-    def _fail_session(
-        self,
-        code: str,
-        message: str,
-        rejection: Optional[f.RegistrationRejected],
-        cause: Optional[BaseException] = None,
-    ) -> None:
-        self._drop_transport(message, _CLOSE_NORMAL)
-        self._transition(
-            ConnectionInput.RETRIES_EXHAUSTED
-            if rejection is None
-            else ConnectionInput.FATAL_REJECTION,
-            message,
-            cause,
-        )
-        self._failure = ConnectionFailed(code, message)
-        self._backoff_deadline = None
-        self._fail_calls(code, message, held_too=True)
-        self._emit(ev.ConnectionFailedEvent(code=code, message=message, rejection=rejection))
-
-    def _fail_calls(self, code: str, message: str, *, held_too: bool) -> None:
-        failed = [
-            (invocation_id, pending)
-            for invocation_id, pending in self._pending.items()
-            if held_too or pending.sent
-        ]
-        for invocation_id, pending in failed:
-            del self._pending[invocation_id]
-            self._emit(
-                ev.InvocationFailed(
-                    invocation_id=invocation_id,
-                    function_id=pending.function_id,
-                    error=f.ErrorBody(code=code, message=message),
-                )
-            )
-        if held_too:
-            self._held.clear()
-        if not self._pending:
-            self._deadlines.clear()
+        elif timers.ping_due(now):
+            self._framing.ping()
 
     # -- sending ---------------------------------------------------------------
 
@@ -758,37 +588,14 @@ class Connection:
     def _connected(self) -> bool:
         return self._sm.state is ConnectionState.CONNECTED
 
-    def _send_ws(self, event: ws.Event) -> None:
-        ws_conn = self._ws
-        # Callers only run on an open socket (a Close drops it at once).
-        if ws_conn is not None and ws_conn.state is WSState.OPEN:  # pragma: no branch
-            self._out += ws_conn.send(event)
-
     def _send_frame(self, frame: f.Frame) -> None:
-        self._send_text(encode_frame(frame))
-
-    def _send_text(self, text: str) -> None:
-        ws_conn = self._ws
-        if ws_conn is None or ws_conn.state is not WSState.OPEN:
-            return  # pragma: no cover - callers check the state first
-        threshold = self.config.fragment_threshold
-        if len(text) <= threshold // 4 or _utf8_len(text) <= threshold:
-            self._out += ws_conn.send(ws.Message(data=text))
-            return
-        # Large messages go out as continuation frames of whole characters, so
-        # every fragment is valid UTF-8 on its own.
-        step = self.config.fragment_size
-        for start in range(0, len(text), step):
-            end = start + step
-            self._out += ws_conn.send(
-                ws.Message(data=text[start:end], message_finished=end >= len(text))
-            )
+        self._framing.send_text(encode_frame(frame))
 
     def _encode_checked(self, frame: f.Frame, function_id: Optional[str]) -> str:
         text = encode_frame(frame)
         limit = self.config.max_message_size
         if len(text) * 4 > limit:
-            size = _utf8_len(text)
+            size = utf8_len(text)
             if size > limit:
                 raise PayloadTooLarge(size, limit, function_id=function_id)
         return text
@@ -840,18 +647,20 @@ class Connection:
         )
         text = self._encode_checked(frame, function_id)
         connected = self._connected
-        if not connected and len(self._held) >= self.config.max_held_calls:
+        if not connected and self._calls.held_count >= self.config.max_held_calls:
             raise HeldCallsFull(self.config.max_held_calls, function_id=function_id)
-        if invocation_id is not None:
-            if timeout is None:
-                timeout = self.config.invocation_timeout
-            deadline = now + timeout
-            self._pending[invocation_id] = _Pending(function_id, deadline, timeout, connected)
-            heapq.heappush(self._deadlines, (deadline, invocation_id))
+        if timeout is None:
+            timeout = self.config.invocation_timeout
+        self._calls.add(
+            invocation_id,
+            function_id,
+            text,
+            deadline=now + timeout,
+            timeout=timeout,
+            sent=connected,
+        )
         if connected:
-            self._send_text(text)
-        else:
-            self._held.append((invocation_id, text))
+            self._framing.send_text(text)
         return invocation_id
 
     def cancel(self, invocation_id: str) -> bool:
@@ -859,7 +668,7 @@ class Connection:
 
         Returns whether it was pending.  No event is emitted for it.
         """
-        return self._pending.pop(invocation_id, None) is not None
+        return self._calls.cancel(invocation_id)
 
     def send_result(
         self,
@@ -884,11 +693,8 @@ class Connection:
             LocalProtocolError: no such invocation is waiting for an answer
                 (never received, or answered already).
         """
-        if invocation_id in self._orphans:
-            self._orphans.discard(invocation_id)
+        if not self._inbound.finish(invocation_id):
             return False
-        if self._inbound.pop(invocation_id, None) is None:
-            raise LocalProtocolError(f"invocation {invocation_id!r} is not awaiting a result")
         frame = f.InvocationResult(
             invocation_id=invocation_id,
             function_id=function_id,
@@ -906,7 +712,7 @@ class Connection:
                     error=f.ErrorBody(code=exc.code, message=f"result not sent: {exc.message}"),
                 )
             )
-        self._send_text(text)
+        self._framing.send_text(text)
         return True
 
     def sync(self) -> Optional[int]:
@@ -951,11 +757,14 @@ class Connection:
 
     # -- commands: registrations -----------------------------------------------
 
-    def _register(self, frame: f.Frame) -> None:
+    def _register(
+        self, frame: Union[f.RegisterFunction, f.RegisterTriggerType, f.RegisterTrigger]
+    ) -> None:
         self._check_usable()
         text = encode_frame(frame)  # refuse a non-JSON registration before recording it
         if self._connected:
-            self._send_text(text)
+            self._framing.send_text(text)
+        self._registry.add(frame)
 
     def register_function(self, frame: f.RegisterFunction) -> None:
         """Record a function (replayed on every connection) and send it if connected.
@@ -967,23 +776,16 @@ class Connection:
             ConnectionFailed: the session failed for good.
         """
         self._register(frame)
-        self._functions[frame.id] = frame
 
     def register_trigger_type(self, frame: f.RegisterTriggerType) -> None:
         """As ``register_function``, for a trigger type this worker provides."""
         self._register(frame)
-        self._trigger_types[frame.id] = frame
 
     def register_trigger(self, frame: f.RegisterTrigger) -> None:
         """As ``register_function``, for a binding (its ``id`` is kept across reconnects)."""
         self._register(frame)
-        self._triggers[frame.id] = frame
 
-    def _unregister(self, registry: dict[str, _R], key: str, frame: f.Frame) -> None:
-        self._check_usable()
-        if key not in registry:
-            raise LocalProtocolError(f"{key!r} is not registered")
-        del registry[key]
+    def _unregistered(self, frame: f.Frame) -> None:
         if self._connected:
             self._send_frame(frame)
 
@@ -993,28 +795,15 @@ class Connection:
         Raises:
             LocalProtocolError: it is not registered.
         """
-        self._unregister(
-            self._functions,
-            function_id,
-            f.UnregisterFunction(id=function_id),
-        )
+        self._check_usable()
+        self._unregistered(self._registry.remove_function(function_id))
 
     def unregister_trigger_type(self, trigger_type_id: str) -> None:
         """Forget a trigger type (engines up to 0.23 ignore the frame)."""
-        registered = self._trigger_types.get(trigger_type_id)
-        namespace = registered.namespace if registered is not None else None
-        self._unregister(
-            self._trigger_types,
-            trigger_type_id,
-            f.UnregisterTriggerType(id=trigger_type_id, namespace=namespace),
-        )
+        self._check_usable()
+        self._unregistered(self._registry.remove_trigger_type(trigger_type_id))
 
     def unregister_trigger(self, binding_id: str) -> None:
         """Remove a binding this worker registered."""
-        registered = self._triggers.get(binding_id)
-        trigger_type = registered.trigger_type if registered is not None else None
-        self._unregister(
-            self._triggers,
-            binding_id,
-            f.UnregisterTrigger(id=binding_id, trigger_type=trigger_type),
-        )
+        self._check_usable()
+        self._unregistered(self._registry.remove_trigger(binding_id))

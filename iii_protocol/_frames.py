@@ -1,4 +1,4 @@
-"""Wire frames of the iii worker protocol (PROTOCOL.md section 2).
+"""Wire frames of the iii worker protocol (docs/protocol.md#frames).
 
 One attrs class per message ``type``; the tag is the ``TYPE`` class variable.
 Optional fields default to ``None`` and are omitted from the JSON when unset;
@@ -68,6 +68,11 @@ class TriggerActionVoid:
 
     TYPE: ClassVar[str] = "void"
 
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
+
 
 @final
 @attrs.frozen(kw_only=True)
@@ -77,7 +82,13 @@ class TriggerActionEnqueue:
     TYPE: ClassVar[str] = "enqueue"
     queue: str
 
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
+
+#: What the engine does with a call instead of returning its result.
 TriggerAction = Union[TriggerActionVoid, TriggerActionEnqueue]
 
 
@@ -89,6 +100,11 @@ class HttpAuthBearer:
     TYPE: ClassVar[str] = "bearer"
     token_key: str
 
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
+
 
 @final
 @attrs.frozen(kw_only=True)
@@ -97,6 +113,11 @@ class HttpAuthHmac:
 
     TYPE: ClassVar[str] = "hmac"
     secret_key: str
+
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
 
 @final
@@ -108,14 +129,20 @@ class HttpAuthApiKey:
     header: str
     value_key: str
 
+    @property
+    def type(self) -> str:
+        """The wire tag (``TYPE``)."""
+        return self.TYPE
 
+
+#: How the engine authenticates its calls to an HTTP-invoked function.
 HttpAuth = Union[HttpAuthBearer, HttpAuthHmac, HttpAuthApiKey]
 
 
 @final
 @attrs.frozen(kw_only=True)
 class HttpInvocationRef:
-    """Where the engine sends an HTTP-invoked function's calls (section 6.3).
+    """Where the engine sends an HTTP-invoked function's calls (docs/protocol.md#http-functions).
 
     ``method`` and ``headers`` are omitted when unset: the engine rejects ``null``.
     """
@@ -130,7 +157,7 @@ class HttpInvocationRef:
 @final
 @attrs.frozen(kw_only=True)
 class RegisterFunctionFormat:
-    """A structured request/response description, sent as its own tree (section 6.2)."""
+    """A structured request/response description, sent as a tree (docs/protocol.md#formats)."""
 
     type: str
     name: Optional[str] = None
@@ -143,11 +170,37 @@ class RegisterFunctionFormat:
 @final
 @attrs.frozen(kw_only=True)
 class StreamChannelRef:
-    """One end of a data channel (section 9.1)."""
+    """One end of a data channel (docs/protocol.md#channel-refs)."""
 
     channel_id: str
     access_key: str
     direction: Literal["read", "write"]
+
+    def _payload_form(self) -> JSONObject:
+        # Put inside a payload, a ref is written as its JSON object.
+        return {
+            "channel_id": self.channel_id,
+            "access_key": self.access_key,
+            "direction": self.direction,
+        }
+
+    def model_dump(
+        self, *, mode: str = "python", by_alias: bool = False, exclude_none: bool = False
+    ) -> JSONObject:
+        """The ref's JSON object (what code written for pydantic refs calls; the
+        arguments change nothing for a ref)."""
+        return self._payload_form()
+
+    @classmethod
+    def model_validate(cls, obj: object) -> StreamChannelRef:
+        """A ref from its JSON object (other keys ignored), or the ref itself."""
+        if isinstance(obj, cls):
+            return obj
+        if not isinstance(obj, dict):
+            raise TypeError(f"a channel ref is an object, got {type(obj).__name__}")
+        return cls(
+            channel_id=obj["channel_id"], access_key=obj["access_key"], direction=obj["direction"]
+        )
 
 
 # -- frames --------------------------------------------------------------------
@@ -195,6 +248,8 @@ class RegisterFunction:
 @final
 @attrs.frozen(kw_only=True)
 class UnregisterFunction:
+    """W→E: withdraw a function this connection registered."""
+
     TYPE: ClassVar[str] = "unregisterfunction"
     id: str
 
@@ -243,6 +298,8 @@ class RegisterTrigger:
 @final
 @attrs.frozen(kw_only=True)
 class UnregisterTrigger:
+    """Both ways: remove a binding (W→E), or tell its provider to drop it (E→W)."""
+
     TYPE: ClassVar[str] = "unregistertrigger"
     id: str
     trigger_type: Optional[str] = None
@@ -312,12 +369,16 @@ class RegisterService:
 @final
 @attrs.frozen(kw_only=True)
 class Ping:
+    """The protocol-level liveness probe; the engine answers ``pong``."""
+
     TYPE: ClassVar[str] = "ping"
 
 
 @final
 @attrs.frozen(kw_only=True)
 class Pong:
+    """The answer to ``ping``."""
+
     TYPE: ClassVar[str] = "pong"
 
 
@@ -349,6 +410,7 @@ class UnknownFrame:
     raw: JSONObject
 
 
+#: Every frame this library encodes and decodes.
 Frame = Union[
     WorkerRegistered,
     RegistrationRejected,
@@ -368,6 +430,7 @@ Frame = Union[
     ErrorFrame,
 ]
 
+#: The frame classes, one per known ``type``.
 KNOWN_FRAMES: tuple[type[Frame], ...] = (
     WorkerRegistered,
     RegistrationRejected,

@@ -1,25 +1,56 @@
-"""JSON text in and out.
+"""JSON text in and out, with the same limits on every Python.
 
 orjson does the work (it is several times faster than the stdlib on every
-frame we send and receive). Two gaps are closed here: orjson writes NaN and
-Infinity as ``null`` instead of refusing them, and it rejects integers wider
-than 64 bits that the stdlib (and serde_json's arbitrary precision) accept
-(and reads them back as lossy floats).
+frame we send and receive).  The gaps it leaves are closed here, so that what
+is accepted never depends on the interpreter running it:
+
+* Nesting.  ``loads`` reads up to ``MAX_READ_DEPTH`` (1 024) levels of arrays
+  and objects, the outermost counted as 1: orjson's own limit, applied to every
+  text before anything else.  The engine (serde_json) reads only 127 levels
+  and never sends deeper than what it read plus a few levels of wrapping, so
+  everything it can send fits with room to spare.  ``dumps`` writes up to
+  ``MAX_WRITE_DEPTH`` (254) levels, orjson's writer limit; deeper values
+  (and circular ones) raise ``NotJSONError``.
+* Integer width.  orjson reads integers in [-2**63, 2**64) exactly and wider
+  ones as lossy floats; those are re-read exactly.  An integer literal must fit
+  a double's range (below about 1.8e308): orjson refuses larger ones, as
+  serde_json does, so ``dumps`` refuses to write them.  The stdlib does the
+  exact re-read; where it runs out of stack (at a depth that depends on the
+  version and on the caller) a reader without recursion takes over, so wide
+  integers are read at any depth orjson reads, on every Python.
+* Non-finite floats.  orjson writes NaN and Infinity as ``null``; ``dumps``
+  refuses them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from collections.abc import Callable, Iterable
 from typing import Union
 
 import orjson
 
-__all__ = ["JSON", "JSONObject", "dumps", "loads", "NotJSONError"]
+__all__ = [
+    "JSON",
+    "JSONObject",
+    "MAX_READ_DEPTH",
+    "MAX_WRITE_DEPTH",
+    "NotJSONError",
+    "dumps",
+    "loads",
+]
 
 #: Any JSON value as Python builds it from a document.
 JSON = Union[None, bool, int, float, str, list["JSON"], dict[str, "JSON"]]
+#: A JSON object.
 JSONObject = dict[str, JSON]
+
+#: The deepest nesting ``loads`` reads (the outermost array or object is level 1).
+MAX_READ_DEPTH = 1024
+#: The deepest nesting ``dumps`` writes (the outermost array or object is level 1).
+MAX_WRITE_DEPTH = 254
 
 _NULL = b"null"
 
@@ -37,29 +68,72 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 def _default(value: object) -> object:
     if isinstance(value, uuid.UUID):
         return str(value)
+    # A value of the SDK that stands for a JSON object (a channel ref, a data
+    # model) says so with ``_payload_form()``; anything else has no JSON form.
+    form = getattr(value, "_payload_form", None)
+    if form is not None and not isinstance(value, type):
+        return form()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+Container = Union[dict[object, object], list[object], tuple[object, ...]]
+_CONTAINERS = (dict, list, tuple)
+_TOO_DEEP = f"nested more than {MAX_WRITE_DEPTH} levels deep"
+
+
+def _check_int(value: int) -> None:
+    if not -(2**63) <= value < 2**64:
+        try:
+            float(value)
+        except OverflowError:
+            raise NotJSONError("integer too large for a JSON number") from None
+
+
+def _check_tree(value: object) -> None:
+    """Refuse what the stdlib would write (or fail on, at a depth that depends
+    on the Python version) but JSON readers refuse: nesting past
+    ``MAX_WRITE_DEPTH``, cycles, non-string keys (it writes them as strings)
+    and integers beyond a double's range."""
+    if not isinstance(value, _CONTAINERS):
+        if type(value) is int:
+            _check_int(value)
+        return
+    stack: list[tuple[Container, int]] = [(value, 1)]
+    path: list[int] = []  # ids of the containers around the one being looked at
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_WRITE_DEPTH:
+            raise NotJSONError(_TOO_DEEP)
+        del path[depth - 1 :]
+        ident = id(item)
+        if ident in path:
+            raise NotJSONError("circular reference")
+        path.append(ident)
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise NotJSONError(f"object key {key!r} is not a string")
+            children: Iterable[object] = item.values()
+        else:
+            children = item
+        depth += 1
+        for child in children:
+            if isinstance(child, _CONTAINERS):
+                stack.append((child, depth))
+            elif type(child) is int:
+                _check_int(child)
+
+
 def _strict_dumps(value: object) -> str:
+    _check_tree(value)
     try:
         text = json.dumps(
             value, allow_nan=False, separators=(",", ":"), ensure_ascii=False, default=_default
         )
         text.encode()  # a lone surrogate has no UTF-8 form
     except (TypeError, ValueError, RecursionError) as exc:
+        # (RecursionError: only when called from very deep in a stack.)
         raise NotJSONError(str(exc)) from None
-    # The stdlib turns int/float/bool/None keys into strings; JSON data has none.
-    # (json.dumps succeeded, so the value has no cycles to walk into.)
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, child in item.items():
-                if not isinstance(key, str):
-                    raise NotJSONError(f"object key {key!r} is not a string")
-                stack.append(child)
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
     return text
 
 
@@ -68,7 +142,8 @@ def dumps(value: object) -> str:
 
     Raises:
         NotJSONError: the value holds NaN or an infinity, a non-string key, a
-            circular reference or an object that has no JSON form.
+            circular reference, an integer beyond a double's range, nesting
+            deeper than ``MAX_WRITE_DEPTH`` or an object that has no JSON form.
     """
     try:
         raw = orjson.dumps(value, option=_OPTIONS)
@@ -86,9 +161,13 @@ _DIGIT_MASK = bytes(0x30 if 0x30 <= b <= 0x39 else b if b == 0x2D else 0x20 for 
 
 
 def loads(text: str | bytes) -> JSON:
-    """Parse JSON text; raises ``ValueError`` (``orjson.JSONDecodeError``) on bad input,
-    and on input nested too deeply for Python to read exactly."""
-    value = orjson.loads(text)
+    """Parse JSON text, integers exactly, up to ``MAX_READ_DEPTH`` levels deep.
+
+    Raises:
+        ValueError: (``orjson.JSONDecodeError``) not strict JSON, nested
+            deeper than ``MAX_READ_DEPTH``, or a number beyond a double's range.
+    """
+    value = orjson.loads(text)  # refuses nesting past MAX_READ_DEPTH
     # orjson reads an integer outside [-2**63, 2**64) as a float, silently
     # losing digits; such an integer has 20+ digits, or a minus and 19.  The
     # stdlib reads it exactly (orjson has already refused non-strict JSON).
@@ -97,6 +176,60 @@ def loads(text: str | bytes) -> JSON:
         try:
             return json.loads(text)  # type: ignore[no-any-return]
         except RecursionError:
-            # orjson reads 1 024 levels; the stdlib runs out of stack before that.
-            raise ValueError("JSON nested too deeply to read its wide integers") from None
+            # Deeper than this Python's stack allows the stdlib reader.
+            return read_exactly(text if isinstance(text, str) else text.decode())
     return value  # type: ignore[no-any-return]
+
+
+# The stdlib's string reader (C), not in typeshed: it stops at the closing quote.
+_scan_string: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
+_SEPARATORS = re.compile(r"[ \t\n\r,:]*")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+_LITERALS: dict[str, tuple[JSON, int]] = {"t": (True, 4), "f": (False, 5), "n": (None, 4)}
+
+
+def read_exactly(text: str) -> JSON:
+    """Read JSON text that orjson has accepted, integers exactly, without
+    recursion (so at any depth orjson reads, on every Python)."""
+    containers: list[Union[list[JSON], dict[str, JSON]]] = []
+    keys: list[Union[str, None]] = []  # the key each enclosing object awaits a value for
+    key: Union[str, None] = None  # the same, for the innermost object
+    pos = 0
+    while True:
+        # Valid JSON: a ',' or ':' is where it belongs, so they can be skipped.
+        pos = _SEPARATORS.match(text, pos).end()  # type: ignore[union-attr]
+        char = text[pos]
+        value: JSON
+        if char == "[" or char == "{":
+            containers.append([] if char == "[" else {})
+            keys.append(key)
+            key = None
+            pos += 1
+            continue
+        if char == "]" or char == "}":
+            value = containers.pop()
+            key = keys.pop()
+            pos += 1
+        elif char == '"':
+            string, pos = _scan_string(text, pos + 1, True)
+            if key is None and containers and type(containers[-1]) is dict:
+                key = string
+                continue
+            value = string
+        elif char in _LITERALS:
+            value, length = _LITERALS[char]
+            pos += length
+        else:
+            number = _NUMBER.match(text, pos)
+            assert number is not None  # orjson accepted the text
+            pos = number.end()
+            literal = number.group()
+            value = float(literal) if number.group(1) or number.group(2) else int(literal)
+        if not containers:
+            return value
+        parent = containers[-1]
+        if type(parent) is list:
+            parent.append(value)
+        else:
+            parent[key] = value  # type: ignore[index,call-overload]
+            key = None

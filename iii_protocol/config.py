@@ -11,6 +11,7 @@ from ._json import JSONObject
 
 __all__ = ["Config", "ReconnectPolicy", "EngineAddress", "parse_engine_url", "DEFAULT_ENGINE_URL"]
 
+#: Where a worker connects when neither an address nor ``III_URL`` is given.
 DEFAULT_ENGINE_URL = "ws://127.0.0.1:49134"
 MiB = 1024 * 1024
 
@@ -22,7 +23,7 @@ def _positive(_: object, attribute: attrs.Attribute[float], value: float) -> Non
 
 @attrs.frozen(kw_only=True)
 class ReconnectPolicy:
-    """Exponential backoff with jitter (PROTOCOL.md section 4.5).
+    """Exponential backoff with jitter (docs/protocol.md#reconnect).
 
     The delay before retry ``n`` (0-based) is ``c + c * jitter * u`` with
     ``c = min(initial_delay * multiplier**n, max_delay)`` and ``u`` drawn

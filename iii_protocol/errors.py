@@ -22,7 +22,6 @@ __all__ = [
     "TransportError",
     "ConnectError",
     "UpgradeRefused",
-    "TransportTimeout",
     "ConnectionClosed",
     "ConnectionFailed",
 ]
@@ -82,7 +81,6 @@ class InvocationError(IIIError):
         self,
         code: str,
         message: str,
-        *,
         function_id: Optional[str] = None,
         stacktrace: Optional[str] = None,
         invocation_id: Optional[str] = None,
@@ -168,7 +166,7 @@ class HeldCallsFull(InvocationError, LocalProtocolError):
 
 
 class TransportError(IIIError):
-    """The socket failed (raised by transports only)."""
+    """Base class of socket failures raised by the transports (``ConnectError``)."""
 
 
 class ConnectError(TransportError):
@@ -184,10 +182,6 @@ class UpgradeRefused(ConnectError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.status_code,), self.__dict__)
-
-
-class TransportTimeout(TransportError):
-    """A socket operation took longer than allowed."""
 
 
 class ConnectionClosed(IIIError):

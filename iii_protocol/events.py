@@ -65,7 +65,7 @@ class CloseTransport:
 @final
 @attrs.frozen(kw_only=True)
 class StateChanged:
-    """The session moved from ``old`` to ``new``.
+    """The connection moved from state ``old`` to state ``new``.
 
     When a lost or failed socket caused it, ``reason`` says why and ``cause``
     is the transport's exception (an ``OSError``, ``UpgradeRefused``, ...),
@@ -126,6 +126,8 @@ class InvocationRequested:
 @final
 @attrs.frozen(kw_only=True)
 class InvocationSucceeded:
+    """A call this worker made returned ``result``."""
+
     invocation_id: str
     function_id: str
     result: JSON
@@ -160,6 +162,8 @@ class TriggerRegistrationRequested:
 @final
 @attrs.frozen(kw_only=True)
 class TriggerUnregistrationRequested:
+    """The engine tells this provider to drop binding ``id``."""
+
     id: str
     trigger_type: Optional[str]
 
@@ -232,6 +236,7 @@ class Synced:
     token: int
 
 
+#: Everything ``Connection.events()`` can yield.
 Event = Union[
     OpenTransport,
     CloseTransport,

@@ -4,7 +4,8 @@ Use them to test *your* engine or client against the protocol: valid frames of
 every type, their JSON text, and hostile input (truncated, oversized, invalid
 UTF-8, wrong types, unknown types, fragmented WebSocket messages with control
 frames in between, broken WebSocket framing).  They need ``hypothesis``
-(``pip install 'iii-sdk[test]'``); ``import iii_protocol`` does not import it.
+(``pip install 'iii-sdk[hypothesis]'``; importing this module without it raises
+``ModuleNotFoundError`` saying so); ``import iii_protocol`` does not import it.
 
 Three layers, each built on the one before:
 
@@ -46,7 +47,15 @@ import struct
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
-from hypothesis import strategies as st
+try:
+    from hypothesis import strategies as st
+except ModuleNotFoundError as exc:  # hypothesis is an extra: say which one
+    if exc.name is None or exc.name.partition(".")[0] != "hypothesis":
+        raise
+    raise ModuleNotFoundError(
+        "iii_protocol.strategies needs hypothesis: pip install 'iii-sdk[hypothesis]'",
+        name="hypothesis",
+    ) from exc
 
 from ._codec import encode_frame, to_json_value
 from ._frames import (
@@ -134,7 +143,7 @@ AnyFrame = Union[Frame, UnknownFrame]
 #: The ``type`` tag of every frame class this library knows.
 KNOWN_TYPES: frozenset[str] = frozenset(cls.TYPE for cls in KNOWN_FRAMES)
 
-#: Frames an engine sends a worker (PROTOCOL.md section 2).
+#: Frames an engine sends a worker (docs/protocol.md#frames).
 ENGINE_TO_WORKER: tuple[type[Any], ...] = (
     WorkerRegistered,
     RegistrationRejected,
@@ -148,7 +157,7 @@ ENGINE_TO_WORKER: tuple[type[Any], ...] = (
     ErrorFrame,
 )
 
-#: Frames a worker sends an engine (PROTOCOL.md section 2).
+#: Frames a worker sends an engine (docs/protocol.md#frames).
 WORKER_TO_ENGINE: tuple[type[Any], ...] = (
     RegisterFunction,
     UnregisterFunction,
@@ -200,17 +209,21 @@ json_objects: st.SearchStrategy[dict[str, JSON]] = st.dictionaries(
 
 # -- nested values -----------------------------------------------------------------
 
+#: Error objects (``code``, ``message``, optional ``stacktrace``).
 error_bodies: st.SearchStrategy[ErrorBody] = st.builds(
     ErrorBody, code=texts, message=texts, stacktrace=_opt_texts
 )
+#: ``void`` and ``enqueue`` call actions.
 trigger_actions: st.SearchStrategy[Union[TriggerActionVoid, TriggerActionEnqueue]] = st.builds(
     TriggerActionVoid
 ) | st.builds(TriggerActionEnqueue, queue=texts)
+#: The auth descriptions of an HTTP-invoked function.
 http_auths: st.SearchStrategy[Union[HttpAuthBearer, HttpAuthHmac, HttpAuthApiKey]] = (
     st.builds(HttpAuthBearer, token_key=texts)
     | st.builds(HttpAuthHmac, secret_key=texts)
     | st.builds(HttpAuthApiKey, header=texts, value_key=texts)
 )
+#: HTTP-invoked function descriptions (``registerfunction.invocation``).
 http_invocations: st.SearchStrategy[HttpInvocationRef] = st.builds(
     HttpInvocationRef,
     url=texts,
@@ -240,6 +253,7 @@ formats: st.SearchStrategy[RegisterFunctionFormat] = st.recursive(
     ),
     max_leaves=6,
 )
+#: Channel refs of either direction.
 stream_refs: st.SearchStrategy[StreamChannelRef] = st.builds(
     StreamChannelRef,
     channel_id=texts,
@@ -537,11 +551,18 @@ def _splice(data: bytes, insert: bytes, at: int) -> bytes:
 
 # -- WebSocket framing (RFC 6455) --------------------------------------------------
 
+# WebSocket opcodes (RFC 6455 section 5.2), for ``ws_frame``.
+#: Opcode of a continuation frame.
 OP_CONTINUATION = 0x0
+#: Opcode of a text frame.
 OP_TEXT = 0x1
+#: Opcode of a binary frame.
 OP_BINARY = 0x2
+#: Opcode of a Close frame.
 OP_CLOSE = 0x8
+#: Opcode of a Ping frame.
 OP_PING = 0x9
+#: Opcode of a Pong frame.
 OP_PONG = 0xA
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -80,9 +80,17 @@ class Backend(Protocol):
     def cancel_scope(self, deadline: float = math.inf, shield: bool = False) -> CancelScope: ...
     def event(self) -> AsyncEvent: ...
     def lock(self) -> AsyncLock: ...
-    async def connect(
-        self, host: str, port: int, ssl_context: Optional[ssl.SSLContext]
-    ) -> Stream: ...
+    async def open_stream(
+        self,
+        host: str,
+        port: int,
+        *,
+        secure: bool,
+        ssl_context: Optional[ssl.SSLContext],
+        timeout: float,
+    ) -> Stream:
+        """TCP, then TLS when ``secure``, within ``timeout`` s; raises ``OSError``."""
+        ...
 
 
 class _Attempt:
@@ -216,18 +224,19 @@ class AsyncPump:
     async def _send(self, attempt: _Attempt, stream: Stream, data: bytes) -> bool:
         scope = self._backend.cancel_scope()
         attempt.sending = scope
-        failure: Optional[str] = None
+        failure: Optional[BaseException] = None
         try:
             with scope:
                 await stream.send(data)
         except self._backend.io_errors as exc:
-            failure = _describe(exc)
+            failure = exc
         finally:
             attempt.sending = None
         if failure is None and not scope.cancelled_caught:
             return True
         attempt.broken = True  # part of a frame may be out: no more bytes on it
-        self._lost(attempt, failure or "send cut short")
+        reason = "send cut short" if failure is None else _describe(failure)
+        self._lost(attempt, reason, failure)
         return False
 
     # -- sockets ---------------------------------------------------------------
@@ -249,9 +258,7 @@ class AsyncPump:
             sending.deadline = min(sending.deadline, self.now() + _GRACE)
         attempt.scope.cancel()
 
-    def _lost(
-        self, attempt: _Attempt, reason: str, cause: Optional[BaseException] = None
-    ) -> None:
+    def _lost(self, attempt: _Attempt, reason: str, cause: Optional[BaseException] = None) -> None:
         """The socket broke: tell the core, unless it dropped it already."""
         if self._attempt is not attempt:
             return
@@ -267,25 +274,20 @@ class AsyncPump:
         try:
             with attempt.scope:
                 try:
-                    context = self._ssl_context if event.secure else None
-                    if event.secure and context is None:
-                        context = ssl.create_default_context()
-                    with self._backend.cancel_scope(self.now() + event.timeout):
-                        attempt.stream = await self._backend.connect(
-                            event.host, event.port, context
-                        )
-                    stream = attempt.stream
+                    stream = attempt.stream = await self._backend.open_stream(
+                        event.host,
+                        event.port,
+                        secure=event.secure,
+                        ssl_context=self._ssl_context,
+                        timeout=event.timeout,
+                    )
                     if self._attempt is not attempt:
                         return  # dropped by the core while connecting
-                    if stream is None:
-                        reason = f"timed out connecting to {event.host}:{event.port}"
-                        cause = TimeoutError(reason)
-                    else:
-                        conn.transport_opened(self.now())
+                    conn.transport_opened(self.now())
+                    self._after_io()
+                    while data := await stream.receive():
+                        conn.receive_data(data, self.now())
                         self._after_io()
-                        while data := await stream.receive():
-                            conn.receive_data(data, self.now())
-                            self._after_io()
                 except self._backend.io_errors as exc:
                     reason = _describe(exc)
                     cause = exc

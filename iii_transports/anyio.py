@@ -1,4 +1,7 @@
-"""The anyio adapter: runs the worker on the caller's own asyncio or trio loop."""
+"""The anyio adapter: runs the worker on the caller's own asyncio or trio loop.
+
+``open_stream`` is this backend's stream opener, also used by channel ends.
+"""
 
 from __future__ import annotations
 
@@ -12,43 +15,88 @@ import anyio.abc
 
 from iii_protocol import Connection
 
-from ._pump import AsyncEvent, AsyncLock, AsyncPump, CancelScope, EventHandler, Stream, TaskGroup
+from ._connect import READ_SIZE, client_tls, timed_out, tls_broken
+from ._pump import AsyncEvent, AsyncLock, AsyncPump, CancelScope, EventHandler, TaskGroup
 
-__all__ = ["AnyioTransport", "anyio_backend"]
+__all__ = ["IO_ERRORS", "AnyioStream", "AnyioTransport", "anyio_backend", "open_stream"]
 
-_READ_SIZE = 65536
+#: What a failed send or receive on an ``AnyioStream`` raises.
+IO_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    anyio.EndOfStream,
+)
 
 
-class _AnyioStream:
+class AnyioStream:
+    """A connected byte stream (TCP, or TLS over it) on the running anyio loop."""
+
     __slots__ = ("_stream",)
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
 
     async def send(self, data: bytes) -> None:
+        """Send all of ``data``, waiting while the peer is not reading."""
         await self._stream.send(data)
 
     async def receive(self) -> bytes:
+        """The next bytes that arrive; ``b""`` at the end of the stream."""
         try:
-            return await self._stream.receive(_READ_SIZE)
+            return await self._stream.receive(READ_SIZE)
         except anyio.EndOfStream:
             return b""
 
     async def aclose(self) -> None:
+        """Close the stream (TLS: after its close_notify)."""
         await self._stream.aclose()
 
     async def aclose_forcefully(self) -> None:
+        """Close the stream at once, without waiting for the peer."""
         await anyio.aclose_forcefully(self._stream)
 
 
+async def open_stream(
+    host: str,
+    port: int,
+    *,
+    secure: bool = False,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    timeout: Optional[float] = None,
+) -> AnyioStream:
+    """Connect to ``host:port`` over TCP, with TLS when ``secure``, within ``timeout`` s.
+
+    Args:
+        ssl_context: the TLS settings when ``secure`` (default: verify the
+            certificate against the system's CAs); ignored otherwise.
+        timeout: seconds for TCP and TLS together; ``None``: no limit.
+
+    Raises:
+        OSError: refused, unreachable, a TLS failure (``ssl.SSLError``), or
+            ``TimeoutError`` after ``timeout``.
+    """
+    context = client_tls(secure, ssl_context)
+    with anyio.move_on_after(timeout):
+        try:
+            if context is None:
+                return AnyioStream(await anyio.connect_tcp(host, port))
+            stream = await anyio.connect_tcp(
+                host,
+                port,
+                tls=True,
+                ssl_context=context,
+                tls_hostname=host,
+                tls_standard_compatible=False,
+            )
+        except (anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            raise tls_broken(exc) from exc
+        return AnyioStream(stream)
+    raise timed_out(host, port)
+
+
 class _AnyioBackend:
-    io_errors: tuple[type[BaseException], ...] = (
-        OSError,
-        TimeoutError,
-        anyio.BrokenResourceError,
-        anyio.ClosedResourceError,
-        anyio.EndOfStream,
-    )
+    io_errors = IO_ERRORS
 
     def current_time(self) -> float:
         return anyio.current_time()
@@ -65,20 +113,10 @@ class _AnyioBackend:
     def lock(self) -> AsyncLock:
         return cast(AsyncLock, anyio.Lock())
 
-    async def connect(self, host: str, port: int, ssl_context: Optional[ssl.SSLContext]) -> Stream:
-        if ssl_context is None:
-            return _AnyioStream(await anyio.connect_tcp(host, port))
-        stream = await anyio.connect_tcp(
-            host,
-            port,
-            tls=True,
-            ssl_context=ssl_context,
-            tls_hostname=host,
-            tls_standard_compatible=False,
-        )
-        return _AnyioStream(stream)
+    open_stream = staticmethod(open_stream)
 
 
+#: anyio's primitives for the shared async pump.
 anyio_backend = _AnyioBackend()
 
 

@@ -14,7 +14,8 @@ script that forgets to close its worker still exits.
 TLS runs in memory (``ssl.SSLObject``) over a plain socket: OpenSSL forbids
 reading and writing one SSL object from two threads at once, and a plain
 socket keeps ``select()`` honest (readable means bytes arrived, not that a
-TLS read will not block).
+TLS read will not block).  ``open_stream`` opens such a ``BlockingStream``;
+blocking channel ends use it too.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ from typing import Optional
 from iii_protocol import Connection, ConnectionState
 from iii_protocol import events as ev
 
-__all__ = ["ThreadTransport"]
+from ._connect import READ_SIZE, client_tls, timed_out
+
+__all__ = ["BlockingStream", "ThreadTransport", "open_stream"]
 
 log = logging.getLogger(__name__)
 
-_READ_SIZE = 65536
 #: Sends go out in chunks: the socket timeout bounds a chunk, not a message.
 _CHUNK = 1024 * 1024
 #: Seconds a socket the core dropped gets to finish a send and say goodbye.
@@ -45,11 +47,12 @@ _GRACE = 1.0
 EventHandler = Callable[[ev.Event], None]
 
 
-class _Wire:
-    """One connection: a plain TCP socket, TLS in memory when secure.
+class BlockingStream:
+    """A connected blocking socket, with TLS in memory when secure.
 
     Calls into the SSL object are serialised by a lock held only for
-    in-memory work; socket I/O happens outside it.
+    in-memory work; socket I/O happens outside it, so one thread may read
+    while another writes.  The socket's timeout bounds each call.
     """
 
     def __init__(self, sock: socket.socket, tls: Optional[ssl.SSLContext], host: str) -> None:
@@ -63,8 +66,8 @@ class _Wire:
             else tls.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
         )
 
-    def handshake(self) -> None:
-        """The TLS handshake, if any; the socket's timeout bounds each read."""
+    def handshake(self, deadline: Optional[float] = None) -> None:
+        """The TLS handshake, if any, by ``deadline`` (``time.monotonic()``)."""
         while self._tls is not None:
             try:
                 self._tls.do_handshake()
@@ -74,15 +77,26 @@ class _Wire:
             self.sock.sendall(self._outgoing.read())
             if done:
                 return
-            data = self.sock.recv(_READ_SIZE)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("timed out during the TLS handshake")
+                self.sock.settimeout(left)
+            data = self.sock.recv(READ_SIZE)
             if not data:
                 raise ConnectionResetError("EOF during the TLS handshake")
             self._incoming.write(data)
 
+    def settimeout(self, timeout: Optional[float]) -> None:
+        """Seconds each later send or receive may take (``None``: no limit)."""
+        self.sock.settimeout(timeout)
+
     def has_output(self) -> bool:
-        return self._outgoing.pending > 0  # TLS records a read produced
+        """Whether TLS has records to send that a read produced."""
+        return self._outgoing.pending > 0
 
     def send(self, data: bytes) -> None:
+        """Send ``data`` (and any TLS records a read produced), all of it."""
         if self._tls is not None:
             with self._lock:
                 if data:
@@ -93,8 +107,8 @@ class _Wire:
             self.sock.sendall(view[start : start + _CHUNK])
 
     def recv(self) -> Optional[bytes]:
-        """Bytes that arrived; b"" at the end; None when TLS had no data yet."""
-        data = self.sock.recv(_READ_SIZE)
+        """Read once: the bytes that arrived; b"" at the end; None when TLS had no data yet."""
+        data = self.sock.recv(READ_SIZE)
         if self._tls is None:
             return data
         plain: list[bytes] = []
@@ -105,7 +119,7 @@ class _Wire:
                 self._incoming.write_eof()
             while True:
                 try:
-                    chunk = self._tls.read(_READ_SIZE)
+                    chunk = self._tls.read(READ_SIZE)
                 except ssl.SSLWantReadError:
                     break
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -115,10 +129,81 @@ class _Wire:
                 plain.append(chunk)
         return b"".join(plain) or None
 
+    def receive(self) -> bytes:
+        """Block until bytes arrive; ``b""`` at the end of the stream."""
+        while True:
+            data = self.recv()
+            if self.has_output():
+                self.send(b"")  # what TLS must answer
+            if data is not None:
+                return data
+
     def shutdown(self) -> None:
-        # Wakes any thread blocked on the socket; closing is left to the I/O thread.
+        """Wake any thread blocked on the socket; closing is left to the owner."""
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        """Close the socket (errors from a socket already gone are ignored)."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def open_stream(
+    host: str,
+    port: int,
+    *,
+    secure: bool = False,
+    ssl_context: Optional[ssl.SSLContext] = None,
+    timeout: Optional[float] = None,
+) -> BlockingStream:
+    """Connect to ``host:port`` over TCP, with TLS when ``secure``, within ``timeout`` s.
+
+    The socket keeps the timeout for its next calls until ``settimeout``.
+
+    Args:
+        ssl_context: the TLS settings when ``secure`` (default: verify the
+            certificate against the system's CAs); ignored otherwise.
+        timeout: seconds for TCP and TLS together; ``None``: no limit.
+
+    Raises:
+        OSError: refused, unreachable, a TLS failure (``ssl.SSLError``), or
+            ``TimeoutError`` after ``timeout``.
+    """
+    return _open(host, port, secure=secure, ssl_context=ssl_context, timeout=timeout)
+
+
+def _open(
+    host: str,
+    port: int,
+    *,
+    secure: bool,
+    ssl_context: Optional[ssl.SSLContext],
+    timeout: Optional[float],
+    on_socket: Optional[Callable[[socket.socket], None]] = None,
+) -> BlockingStream:
+    """``open_stream``; ``on_socket`` sees the TCP socket before the TLS
+    handshake (it may raise to abandon the attempt: the socket is closed)."""
+    context = client_tls(secure, ssl_context)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except TimeoutError as exc:
+        raise timed_out(host, port) from exc
+    try:
+        if on_socket is not None:
+            on_socket(sock)
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        stream = BlockingStream(sock, context, host)
+        stream.handshake(deadline)
+    except TimeoutError as exc:
+        sock.close()
+        raise timed_out(host, port) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return stream
 
 
 class ThreadTransport:
@@ -150,8 +235,8 @@ class ThreadTransport:
         self._ssl_context = ssl_context
         self.now = clock
         self._write_lock = threading.Lock()  # one writer at a time, in core order
-        self._wire: Optional[_Wire] = None  # guarded by ``lock``
-        self._retired: list[_Wire] = []
+        self._wire: Optional[BlockingStream] = None  # guarded by ``lock``
+        self._retired: list[BlockingStream] = []
         self._finished = False  # the I/O thread is gone: nobody closes retired sockets
         self._opening: Optional[socket.socket] = None  # in its TLS handshake
         self._to_open: Optional[ev.OpenTransport] = None
@@ -228,7 +313,7 @@ class ThreadTransport:
 
     def _dispatch(self) -> None:
         """Handle the core's events: socket bookkeeping under the lock, in order."""
-        retired: list[tuple[_Wire, bytes]] = []
+        retired: list[tuple[BlockingStream, bytes]] = []
         with self.lock:
             events = list(self.conn.events())
             for event in events:
@@ -253,7 +338,7 @@ class ThreadTransport:
         elif self._to_open is not None or (timer is not None and timer < self._sleeping_until):
             self._wake()
 
-    def _retire(self, wire: _Wire, last_words: bytes) -> None:
+    def _retire(self, wire: BlockingStream, last_words: bytes) -> None:
         # A send in progress gets _GRACE seconds; then it is cut.
         if not self._write_lock.acquire(timeout=_GRACE):
             wire.shutdown()
@@ -261,7 +346,7 @@ class ThreadTransport:
         try:
             if last_words:
                 with contextlib.suppress(OSError):
-                    wire.sock.settimeout(_GRACE)
+                    wire.settimeout(_GRACE)
                     wire.send(last_words)
         finally:
             self._write_lock.release()
@@ -271,7 +356,7 @@ class ThreadTransport:
             if not orphaned:
                 self._retired.append(wire)
         if orphaned:
-            wire.sock.close()
+            wire.close()
         self._wake()
 
     # -- the writer thread: what the I/O thread made the core queue ---------------
@@ -303,24 +388,28 @@ class ThreadTransport:
         self._dispatch()
         self._write_wanted.set()
 
+    def _opened(self, sock: socket.socket) -> None:
+        # Seen by _stop, which shuts it down: a TLS handshake with a silent
+        # peer would otherwise hold close() up until the connect timeout.
+        self._opening = sock
+        if self._stopped.is_set():
+            raise ConnectionAbortedError("the transport is closing")
+
     def _connect(self, event: ev.OpenTransport) -> None:
         try:
-            sock = socket.create_connection((event.host, event.port), timeout=event.timeout)
-            context = (self._ssl_context or ssl.create_default_context()) if event.secure else None
-            wire = _Wire(sock, context, event.host)
-            self._opening = sock
             try:
-                if self._stopped.is_set():
-                    raise ConnectionAbortedError("the transport is closing")
-                wire.handshake()
-            except BaseException:
-                sock.close()
-                raise
+                wire = _open(
+                    event.host,
+                    event.port,
+                    secure=event.secure,
+                    ssl_context=self._ssl_context,
+                    timeout=event.timeout,
+                    on_socket=self._opened,
+                )
             finally:
                 self._opening = None
             # Reads wait in select(); the timeout bounds a stuck send.
-            sock.settimeout(self.conn.config.idle_timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            wire.settimeout(self.conn.config.idle_timeout)
         except OSError as exc:
             with self.lock:
                 self.conn.transport_closed(self.now(), f"connect failed: {exc}", cause=exc)
@@ -331,10 +420,10 @@ class ThreadTransport:
                 self.conn.transport_opened(self.now())
                 self._wire = wire
             except Exception:  # the core gave up on this socket meanwhile
-                sock.close()
+                wire.close()
         self._after_io()
 
-    def _read(self, wire: _Wire) -> None:
+    def _read(self, wire: BlockingStream) -> None:
         cause: Optional[OSError] = None
         try:
             data = wire.recv()
@@ -366,7 +455,7 @@ class ThreadTransport:
             try:
                 retired, self._retired = self._retired, []
                 for old in retired:
-                    old.sock.close()
+                    old.close()
             finally:
                 self._write_lock.release()
 
@@ -407,6 +496,6 @@ class ThreadTransport:
                 self._finished = True
                 retired, self._retired = self._retired, []
             for old in [*retired, *([wire] if wire is not None else [])]:
-                old.sock.close()
+                old.close()
             self._wake_r.close()
             self._wake_w.close()

@@ -1,6 +1,6 @@
 """An in-process reference iii engine for tests and local development.
 
-It speaks the whole worker protocol of PROTOCOL.md (sections 4-10) over real
+It speaks the whole worker protocol of docs/protocol.md over real
 WebSockets on 127.0.0.1, so any SDK -- this one or an official one -- can
 connect to it.  Three ways to run it::
 
@@ -21,9 +21,17 @@ see ``iii.testing._pytest_plugin``).
 Besides ``url`` an engine offers introspection (``workers()``, ``functions()``,
 ``bindings()``, ``pending_invocations()``...), waits (``wait_for_worker``,
 ``wait_for_function``, ``wait_for_frame``, ``wait_for``), the transcript
-(``transcript()``, ``frames()``, ``transcript_jsonl()``) and fault injection
-(``drop``, ``drop_all``, ``stop``/``start``/``restart``, ``delay_results``,
+(``transcript()``, ``frames()``, ``transcript_jsonl()``: the last
+``transcript_limit`` entries, 10 000 by default, ``None`` for all) and fault
+injection (``drop``, ``drop_all``, ``stop``/``start``/``restart``, ``delay_results``,
 ``withhold_results``, ``send_raw``/``send_text``/``send_frame``/``send_ping``).
+
+The engine is a core (connections, registry, routing) plus worker modules: the
+``engine::*`` functions, channels, HTTP-invoked functions, the in-memory queue
+and the RBAC gate, each an ``EngineWorker`` built on the ``EngineHost``
+interface (``iii.testing._api``).  Modules with a switch can be turned off
+(``queue=False``, ``--no-queue``); more can be added (``workers=[...]``).  Their
+schedules run on the engine's ``clock`` (``ManualClock`` lets a test advance it).
 
 Names are imported lazily: ``import iii.testing`` is cheap (the pytest plugin
 imports this package in every test run of the repository).
@@ -35,33 +43,51 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._engine import EngineCore, EngineOptions, ResultRule
+    from ._api import EngineHost, EngineWorker
+    from ._clock import Clock, ManualClock, SystemClock
+    from ._controls import ResultRule
+    from ._core import EngineCore
+    from ._handle import Engine, serve_engine
+    from ._options import EngineOptions
     from ._rbac import ExposeRule, RbacConfig
-    from ._server import DEFAULT_PORT, Engine, serve_engine
+    from ._server import DEFAULT_PORT
     from ._thread import EngineThread
+    from ._transcript import DEFAULT_TRANSCRIPT_LIMIT
 
 __all__ = [
     "DEFAULT_PORT",
+    "DEFAULT_TRANSCRIPT_LIMIT",
+    "Clock",
     "Engine",
     "EngineCore",
+    "EngineHost",
     "EngineOptions",
     "EngineThread",
+    "EngineWorker",
     "ExposeRule",
+    "ManualClock",
     "RbacConfig",
     "ResultRule",
+    "SystemClock",
     "serve_engine",
 ]
 
 _WHERE = {
     "DEFAULT_PORT": "._server",
-    "Engine": "._server",
-    "serve_engine": "._server",
+    "DEFAULT_TRANSCRIPT_LIMIT": "._transcript",
+    "Clock": "._clock",
+    "Engine": "._handle",
+    "EngineCore": "._core",
+    "EngineHost": "._api",
+    "EngineOptions": "._options",
     "EngineThread": "._thread",
-    "EngineCore": "._engine",
-    "EngineOptions": "._engine",
-    "ResultRule": "._engine",
+    "EngineWorker": "._api",
     "ExposeRule": "._rbac",
+    "ManualClock": "._clock",
     "RbacConfig": "._rbac",
+    "ResultRule": "._controls",
+    "SystemClock": "._clock",
+    "serve_engine": "._handle",
 }
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ._server import Engine
+    from ._handle import Engine
     from ._thread import EngineThread
 
 __all__ = ["iii_async_engine", "iii_engine", "iii_engine_factory"]
@@ -55,6 +55,12 @@ def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:
         return {}
     if marker.args:
         raise pytest.UsageError("@pytest.mark.iii_engine takes keyword arguments only")
+    from ._options import check_options
+
+    try:
+        check_options(marker.kwargs)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"@pytest.mark.iii_engine: {exc}") from None
     return dict(marker.kwargs)
 
 
@@ -102,7 +108,7 @@ async def iii_async_engine(
     request: pytest.FixtureRequest, anyio_backend: Any
 ) -> AsyncIterator[Engine]:
     """A reference engine on the test's own event loop (anyio-run tests)."""
-    from ._server import serve_engine
+    from ._handle import serve_engine
 
     async with serve_engine(**_marker_options(request)) as engine:
         _remember(request, engine)

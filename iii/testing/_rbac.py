@@ -1,4 +1,7 @@
-"""RBAC listener configuration and per-connection sessions (PROTOCOL.md section 10).
+"""RBAC listener configuration and per-connection sessions (docs/protocol.md#rbac).
+
+The engine side (authentication, the invoke gate, the middleware) is the RBAC
+worker module, ``iii.testing._workers.rbac``.
 
 A listener with an ``rbac`` block authenticates every connection (through the
 auth function, when one is configured) and checks every call against the
@@ -158,6 +161,8 @@ RbacLike = Union[RbacConfig, Mapping[str, object]]
 def as_rbac(value: Optional[RbacLike]) -> Optional[RbacConfig]:
     if value is None or isinstance(value, RbacConfig):
         return value
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an RbacConfig or a mapping, got {value!r}")
     return RbacConfig.from_mapping(value)
 
 
@@ -196,6 +201,10 @@ class Session:
     allow_function_registration: bool = True
     context: JSON = attrs.Factory(dict)
     function_registration_prefix: Optional[str] = None
+
+    @property
+    def middleware_function_id(self) -> Optional[str]:
+        return self.rbac.middleware_function_id
 
     @classmethod
     def unauthenticated(cls, rbac: RbacConfig) -> Session:

@@ -16,12 +16,20 @@ from anyio.from_thread import BlockingPortal
 from iii_protocol import Frame, UnknownFrame
 from iii_protocol._json import JSON, JSONObject
 
-from ._engine import EngineCore, ResultRule
-from ._server import Engine, serve_engine
+from ._api import EngineWorker
+from ._checks import choice, seconds
+from ._clock import Clock
+from ._controls import ResultRule
+from ._core import EngineCore
+from ._handle import Engine, serve_engine
+from ._options import check_options
 
 __all__ = ["EngineThread"]
 
 T = TypeVar("T")
+
+check_backend = choice("asyncio", "trio")
+check_timeout = seconds(positive=True)
 
 
 class EngineThread:
@@ -48,9 +56,10 @@ class EngineThread:
         start_timeout: float = 10.0,
         **options: Any,
     ) -> None:
-        self._args = dict(options, host=host, port=port)
-        self._backend = backend
-        self._start_timeout = start_timeout
+        # Checked here, in the caller's thread: a bad option names itself.
+        self._args = check_options(dict(options, host=host, port=port))
+        self._backend = check_backend("backend", backend)
+        self._start_timeout = check_timeout("start_timeout", start_timeout)
         self._thread: Optional[threading.Thread] = None
         self._ready = threading.Event()
         self._engine: Optional[Engine] = None
@@ -155,6 +164,29 @@ class EngineThread:
     @property
     def rbac_url(self) -> Optional[str]:
         return self.engine.rbac_url
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """Every listener's URL by name (``main``, ``rbac``, worker modules' own)."""
+        return self._call(lambda: self.engine.urls)
+
+    @property
+    def transcript_limit(self) -> Optional[int]:
+        return self.engine.transcript_limit
+
+    def module(self, name: str) -> EngineWorker:
+        """The worker module ``name`` of the current run.  It lives on the engine's
+        thread: read or change it through ``call`` (``call(lambda: m.stats())``)."""
+        return self._call(self.engine.module, name)
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock; move a ``ManualClock`` with ``advance_clock``."""
+        return self.engine.clock
+
+    def advance_clock(self, seconds: float) -> int:
+        """Move the engine's ``ManualClock`` forward (on the engine's thread)."""
+        return self._call(self.engine.advance_clock, seconds)
 
     @property
     def core(self) -> EngineCore:

@@ -62,8 +62,10 @@ def test_documented_signatures():
     assert list(sig.parameters) == ["address", "options"]
     rf = inspect.signature(iii.III.register_function)
     assert list(rf.parameters) == ["self", "function_id", "handler_or_invocation", "description",
-                                   "metadata", "request_format", "response_format"]
-    for kw in ("description", "metadata", "request_format", "response_format"):
+                                   "metadata", "request_format", "response_format", "observe",
+                                   "local_dispatch"]
+    for kw in ("description", "metadata", "request_format", "response_format", "observe",
+               "local_dispatch"):
         assert rf.parameters[kw].kind is inspect.Parameter.KEYWORD_ONLY
 
 
@@ -77,7 +79,7 @@ def test_sync_and_async_twins_agree(sync_name):
 
 
 def test_logger_levels_and_data(caplog):
-    log = Logger("iii.test")
+    log = Logger(name="iii.test")
     with caplog.at_level(logging.DEBUG, logger="iii.test"):
         log.info("charged", {"order": 42})
         log.warn("low stock")

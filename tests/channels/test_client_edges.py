@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 import trustme
 
 from iii import ChannelError, ChannelReader, ChannelWriter, IIIUsageError
+from iii_protocol.strategies import OP_PING, ws_frame
 
 from .fake_server import FakeChannelServer, Peer
 from .helpers import MODES, drain, produce
@@ -394,3 +397,68 @@ def test_an_end_keeps_the_mode_it_started_with() -> None:
         anyio.run(main, backend="asyncio")
         writer.close()
     assert server.peers[0].received == [b"x"]
+
+
+# -- timeouts, cancellation and the closing handshake ------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_an_upgrade_never_answered_times_out(mode: str) -> None:
+    def script(peer: Peer) -> None:
+        peer.handshake()
+        peer.wait_eof()  # no answer; the client gives up and hangs up
+
+    with FakeChannelServer(script) as server:
+        got, error = drain(mode, _reader(server, connect_timeout=0.3))
+    assert got == []
+    assert isinstance(error, ChannelError)
+    assert "no WebSocket upgrade within 0.3s" in str(error)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_cancelled_connect_is_tried_again_on_the_next_call(backend: str) -> None:
+    upgrading = threading.Event()
+
+    def script(peer: Peer) -> None:
+        peer.handshake()
+        if len(server.peers) == 1:
+            upgrading.set()
+            peer.wait_eof()  # the first upgrade is abandoned by the client
+            return
+        peer.accept()
+        peer.send(b"second try")
+        peer.close(1000)
+
+    with FakeChannelServer(script) as server:
+        reader = _reader(server)
+
+        async def main() -> None:
+            async with anyio.create_task_group() as tg:
+
+                async def cancel_once_upgrading() -> None:
+                    await anyio.to_thread.run_sync(upgrading.wait)
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(cancel_once_upgrading)
+                await reader.receive()
+                raise AssertionError("the first upgrade was never answered")
+            assert repr(reader).endswith("not connected>")
+            assert await reader.read_all() == b"second try"
+
+        anyio.run(main, backend=backend)
+    assert len(server.peers) == 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_ping_during_the_closing_handshake_does_not_fail_the_writer(mode: str) -> None:
+    def script(peer: Peer) -> None:
+        peer.handshake()
+        peer.accept()
+        peer.receive_until_close(reply=False)
+        peer.sock.sendall(ws_frame(b"still there?", opcode=OP_PING))
+        peer.close(1000)  # the reply to the writer's Close
+
+    with FakeChannelServer(script) as server:
+        produce(mode, _writer(server), [b"data"])  # close() raises if not confirmed
+    assert server.peers[0].received == [b"data"]
+    assert server.peers[0].close_code == 1000

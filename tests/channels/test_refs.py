@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import attrs
 import pytest
 
-from iii import Channel, ChannelReader, ChannelWriter, StreamChannelRef
-from iii.channels import resolve_channel_refs
+from iii import (
+    III,
+    Channel,
+    ChannelError,
+    ChannelReader,
+    ChannelWriter,
+    InitOptions,
+    StreamChannelRef,
+)
+from iii.channels import _channel_from, resolve_channel_refs
 from iii_protocol import to_json_value
 from iii_protocol._json import dumps
 
@@ -122,3 +131,25 @@ def test_channel_is_a_plain_record() -> None:
     channel = Channel(ChannelWriter(URL, w), ChannelReader(URL, r), w, r)
     assert channel.writer_ref.direction == "write"
     assert channel.reader.ref == channel.reader_ref
+
+
+def test_create_channel_ends_reach_the_engine_as_the_worker_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("III_TOKEN", "env-token")
+    context = ssl.create_default_context()
+    worker = III(
+        "wss://engine.test:8443/base/?t=1", InitOptions(headers=HEADERS, ssl_context=context)
+    )
+    refs = {"writer": ref("write"), "reader": ref("read")}
+    channel = _channel_from(worker, refs)
+    for end in (channel.writer, channel.reader):
+        assert end.engine_url == "wss://engine.test:8443/base/?t=1"
+        assert end._ssl_context is context
+        assert ("x-team", "orders") in end._headers
+        assert ("Authorization", "Bearer env-token") in end._headers
+    assert channel.writer_ref == StreamChannelRef(
+        channel_id="c-1", access_key="k-1", direction="write"
+    )
+    with pytest.raises(ChannelError, match="unexpected value"):
+        _channel_from(worker, {"writer": ref("write")})

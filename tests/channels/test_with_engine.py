@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Union
 
 import anyio
@@ -27,6 +28,7 @@ from iii.testing import EngineThread, serve_engine
 from iii_protocol import StreamChannelRef, to_json_value
 
 Item = Union[str, bytes]
+MiB = 1024 * 1024
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -103,11 +105,23 @@ async def test_a_few_mib_cross_a_small_buffer_with_read_all() -> None:
     assert texts == ["start", "end"]
 
 
+def _more_than_the_kernel_buffers() -> int:
+    """A stream size no socket buffers can absorb: the writer's send buffer and
+    the engine's receive buffer at their largest, and then some."""
+    try:
+        wmem = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+        rmem = int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 16 * MiB
+    return max(16 * MiB, (wmem + rmem) // MiB * MiB + 4 * MiB)
+
+
 @pytest.mark.anyio
 async def test_a_full_channel_makes_the_writer_wait() -> None:
-    total = 16 * 1024 * 1024
+    total = _more_than_the_kernel_buffers()
     chunk = b"x" * 65536
     written = 0
+    writer_done = anyio.Event()
     async with (
         serve_engine() as engine,
         iii.register_worker_async(engine.url, _options("chan-backpressure")) as worker,
@@ -120,16 +134,22 @@ async def test_a_full_channel_makes_the_writer_wait() -> None:
                 for _ in range(total // len(chunk)):
                     await writer.write(chunk)
                     written += len(chunk)
+            writer_done.set()
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(write)
-            await anyio.sleep(0.2)
-            stalled = written
-            await anyio.sleep(0.2)
-            # Nobody reads: the engine stopped reading the writer, whose sends now wait.
-            assert written == stalled < total
-            body = await channel.reader.read_all()
-    assert len(body) == total == written
+            # The engine's one-item queue fills up, then it stops reading the writer...
+            await engine.wait_for(lambda: engine.channels()[0]["items_written"] >= 1)
+            # ...so once every task waits, the writer waits on its socket, unfinished:
+            # what it wrote so far fits in the queue and the kernel's buffers.
+            await anyio.wait_all_tasks_blocked()
+            assert engine.channels()[0]["items_written"] == 1
+            assert not writer_done.is_set()
+            assert written < total
+            received = 0
+            async for data in channel.reader:
+                received += len(data)
+    assert received == total == written
 
 
 @pytest.mark.anyio
@@ -251,7 +271,7 @@ def test_sync_round_trip_across_threads(engine: EngineThread) -> None:
         texts: list[str] = []
         channel.reader.on_message(texts.append)
         chunks = list(channel.reader)
-        thread.join(10)
+        thread.join()
         assert texts == ["meta"]
         assert b"".join(chunks) == payload
         assert all(len(c) <= 64 * 1024 for c in chunks)
@@ -278,7 +298,7 @@ def test_sync_reader_after_the_writer_and_read_all_sync(engine: EngineThread) ->
 
 
 def test_two_thread_workers_pass_a_reader_ref_through_a_call(engine: EngineThread) -> None:
-    """The captured sequence of PROTOCOL.md section 9.3, with blocking workers."""
+    """The captured sequence of docs/protocol.md#channels-in-the-sdk, with blocking workers."""
 
     def consume(data: dict[str, Any]) -> dict[str, Any]:
         reader = data["reader"]
@@ -308,7 +328,7 @@ def test_two_thread_workers_pass_a_reader_ref_through_a_call(engine: EngineThrea
             writer.send_message('{"kind": "meta", "n": 2}')
             writer.write_sync(b"hello ")
             writer.write_sync(b"world")
-        call.join(10)
+        call.join()
         assert results == [{"bytes": 11, "messages": ['{"kind": "meta", "n": 2}']}]
     finally:
         a.shutdown()

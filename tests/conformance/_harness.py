@@ -67,6 +67,22 @@ class PeerError(AssertionError):
     pass
 
 
+def poll(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Call ``predicate`` until it returns something truthy, and return that.
+
+    The timeout only turns a hang into a failure; it is not a bound on how fast
+    anything must happen (the suite must pass on a loaded machine).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout:g}s: {predicate}")
+        time.sleep(interval)
+
+
 def _clean_env(home: Path, extra: Iterable[tuple[str, str]], otel: bool) -> dict[str, str]:
     env = {
         k: v
@@ -136,8 +152,11 @@ class PeerAgent:
         self._reader.start()
         self.ready = self.wait_event("ready", timeout=60)
         # The peer runs the official SDK it was installed with, never this project.
-        module = str(self.ready.get("module") or "")
-        if self.ready.get("version") != sdk.version or not module.startswith(str(sdk.root)):
+        # (Resolved: .cache may be a symlink, and node reports the real path.)
+        module = Path(str(self.ready.get("module") or "/")).resolve()
+        if self.ready.get("version") != sdk.version or not module.is_relative_to(
+            sdk.root.resolve()
+        ):
             self.kill()
             raise PeerError(f"{name}: not the official {sdk.id}: {self.ready}")
 
@@ -274,7 +293,7 @@ class PeerAgent:
 class TcpProxy:
     """A TCP relay in front of the engine that can cut its clients off while the
     engine's side of each connection stays open: the engine keeps a half-open
-    "ghost" of every cut worker (the case ``reattach`` exists for, PROTOCOL 4.5).
+    "ghost" of every cut worker (the case ``reattach`` exists for, docs/protocol.md#reconnect).
     """
 
     def __init__(self, upstream_url: str) -> None:

@@ -11,6 +11,7 @@ succeeded; a directory without a matching marker is wiped and installed again.
 An ``fcntl`` lock on ``.cache/peers/.lock`` serialises concurrent test runs.
 
 Run ``python -m tests.conformance._install`` to install (or check) by hand.
+``III_PEERS_DIR`` puts the peers somewhere else (tests of the installer itself).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "peers"
+CACHE = Path(os.environ.get("III_PEERS_DIR") or REPO / ".cache" / "peers")
 
 PYTHON_PEERS = {"0.19.7": "iii-sdk==0.19.7", "0.25.0": "iii-sdk==0.25.0"}
 NODE_VERSION = "0.22.1"

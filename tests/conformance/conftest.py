@@ -4,17 +4,21 @@ run as subprocess workers against the reference engine.
 Fixtures:
 
 ``peers``   session: installs (or finds) iii-sdk 0.19.7 and 0.25.0 from PyPI and
-            iii-sdk 0.22.1 from npm; fails with the installer's message when a
-            registry cannot be reached (CI has them, so no silent skip).
+            iii-sdk 0.22.1 from npm. When they cannot be installed (no network,
+            registry unreachable, node or npm missing) every test that needs them
+            is skipped and one line says why; ``III_REQUIRE_PEERS=1`` makes that
+            a failure with the installer's whole message instead.
 ``sdks``    session: ``{"py-0.19.7": Sdk, "py-0.25.0": Sdk, "node-0.22.1": Sdk}``.
 ``spawn``   function: ``spawn(sdk_id, url, name, **kw) -> PeerAgent``; agents are
             shut down at teardown.
 ``pair``    module, parametrized over the three SDKs: a reference engine
-            (``EngineThread``) with two workers of that SDK, ``a`` and ``b``.
+            (``EngineThread``, ``lenient_frames=True``) with two workers of that
+            SDK, ``a`` and ``b``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,8 @@ from ._harness import PEERS_DIR, SDK_IDS, PeerAgent, Sdk
 from ._install import CACHE, PeerInstallError, Peers, ensure_peers
 
 _INSTALLED: dict[str, Any] = {}
+#: Set (to anything but "" or "0") where the peers must be there, e.g. a CI with network.
+REQUIRE = os.environ.get("III_REQUIRE_PEERS", "") not in ("", "0")
 
 
 def _install() -> None:
@@ -39,10 +45,16 @@ def _install() -> None:
         _INSTALLED["error"] = exc
 
 
+def _skip_reason(error: BaseException) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return f"the official SDKs could not be installed ({first})"
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Install the peers once collection is over, outside any test: a cold install
     (PyPI + npm) must not count against the first test's timeout."""
-    if not any("peers" in getattr(item, "fixturenames", ()) for item in session.items):
+    needing = [item for item in session.items if "peers" in getattr(item, "fixturenames", ())]
+    if not needing:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None and not all(
@@ -50,6 +62,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     ):
         reporter.write_line(f"conformance: installing the official SDKs into {CACHE} ...")
     _install()
+    error = _INSTALLED.get("error")
+    if error is None or REQUIRE:
+        return
+    reason = _skip_reason(error)
+    for item in needing:
+        item.add_marker(pytest.mark.skip(reason=reason))
+    if reporter is not None:
+        reporter.write_line(
+            f"conformance: skipping {len(needing)} tests: {reason}; "
+            "III_REQUIRE_PEERS=1 makes this an error"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +80,8 @@ def peers() -> Peers:
     _install()
     error = _INSTALLED.get("error")
     if error is not None:
+        if not REQUIRE:
+            pytest.skip(_skip_reason(error))
         pytest.fail(f"installing the official SDKs failed:\n{error}", pytrace=False)
     installed: Peers = _INSTALLED["peers"]
     return installed
@@ -158,7 +183,11 @@ def pair(
     peer_home: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Pair]:
-    engine = EngineThread().start()
+    # Lenient: the official SDKs omit ``invokefunction.data`` for a None payload
+    # and ``registertrigger.config`` without a config, frames the real engine (and
+    # ours by default) drops; the tests here check everything else they do.
+    # ``test_official_sdks.test_strict_engine_*`` runs them on the strict default.
+    engine = EngineThread(lenient_frames=True).start()
     pool = AgentPool(sdks, peer_home, tmp_path_factory.mktemp(f"logs-{sdk.id}"))
     try:
         a = pool(sdk.id, engine.url, f"{sdk.id}-A")

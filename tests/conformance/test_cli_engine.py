@@ -16,7 +16,7 @@ import pytest
 
 import iii
 
-from ._harness import SDK_IDS, PeerAgent
+from ._harness import SDK_IDS, PeerAgent, poll
 
 pytestmark = pytest.mark.conformance
 
@@ -79,15 +79,13 @@ def test_all_sdks_on_the_cli_engine(
     try:
         ours.register_function("ring::ours", lambda data: {"ours": data["n"]})
         ring = [*SDK_IDS, "ours"]
+
         # Wait (through the engine's own builtin) until every ring function exists.
-        for _ in range(100):
-            listed = ours.trigger({"function_id": "engine::functions::list", "payload": {}})
-            ids = {f["function_id"] for f in listed["functions"]}
-            if {f"ring::{s}" for s in ring} <= ids:
-                break
-            agents[SDK_IDS[0]].ok("sleep", seconds=0.05)
-        else:
-            pytest.fail(f"functions never all registered: {ids}")
+        def listed() -> set[str]:
+            out = ours.trigger({"function_id": "engine::functions::list", "payload": {}})
+            return {f["function_id"] for f in out["functions"]}
+
+        poll(lambda: {f"ring::{s}" for s in ring} <= listed())
         for i, sdk_id in enumerate(SDK_IDS):
             target = ring[(i + 1) % len(ring)]
             out = agents[sdk_id].ok("trigger", function_id=f"ring::{target}", payload={"n": i})

@@ -1,4 +1,4 @@
-"""Message sizes (PROTOCOL.md 1.3): the engine takes messages up to 64 MiB and
+"""Message sizes (docs/protocol.md#limits): the engine takes messages up to 64 MiB and
 frames up to 16 MiB, like the real one; 0.25 fragments messages above 16 MiB.
 
 Named SDK limits: iii-sdk 0.19.7 reads at most 1 MiB per message (the

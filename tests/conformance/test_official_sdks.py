@@ -12,13 +12,15 @@ import http.server
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import pytest
 
 import iii
+from iii.testing import EngineThread
 
+from ._harness import PeerAgent, Sdk
 from .conftest import Pair
 
 pytestmark = pytest.mark.conformance
@@ -46,7 +48,7 @@ def _payload_seen(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k != "_caller_worker_id"}
 
 
-# -- invocations (PROTOCOL.md 5) -------------------------------------------------------
+# -- invocations (docs/protocol.md#invocations) ------------------------------------
 
 
 def test_sync_call_returns_the_handler_result(pair: Pair) -> None:
@@ -56,7 +58,7 @@ def test_sync_call_returns_the_handler_result(pair: Pair) -> None:
     echo = out["result"]["echo"]
     assert out["result"]["by"] == pair.a.name
     assert _payload_seen(echo) == payload
-    # The engine tells the handler who called (section 5.5).
+    # The engine tells the handler who called (docs/protocol.md#caller-id).
     assert echo["_caller_worker_id"] == pair.b.info["worker_id"]
     # ... and passes the caller's invocation_id through to the handler (5.3).
     sent = pair.engine.frames(pair.b.info["worker_id"], direction="in", type="invokefunction")
@@ -135,8 +137,9 @@ def test_missing_payload(pair: Pair) -> None:
 
     Both the Python SDKs (``exclude_none``) and Node (``JSON.stringify`` drops
     ``undefined``) OMIT ``data`` then; the real engine requires it and drops
-    such a frame (the caller would time out).  The reference engine reads a
-    missing ``data`` as ``null`` (documented deviation, PROTOCOL.md 12).
+    such a frame (the caller would time out).  The ``pair`` engine is lenient
+    (``lenient_frames=True``) and reads it as ``null``; the strict default is
+    ``test_strict_engine_drops_a_call_without_data``.
     """
     register(pair, "conf::nodata", "echo")
     out = pair.b.ok("trigger", function_id="conf::nodata", timeout_ms=5000)
@@ -146,6 +149,48 @@ def test_missing_payload(pair: Pair) -> None:
     assert "data" not in frame  # the official SDK's quirk, named
 
 
+def _dropped(engine: EngineThread, worker_id: str) -> list[str]:
+    return [
+        e["info"]
+        for e in engine.transcript()
+        if e["kind"] == "dropped" and e["conn"] == worker_id and e["dir"] == "in"
+    ]
+
+
+def test_strict_engine_drops_a_call_without_data(
+    sdk: Sdk, iii_engine: EngineThread, spawn: Callable[..., PeerAgent]
+) -> None:
+    """By default the engine is as strict as the real one: an official SDK's call
+    without a payload (``data`` omitted) is dropped, the engine logs it and notes
+    it in the transcript, and the caller times out."""
+    a = spawn(sdk.id, iii_engine.url, f"strict-a-{sdk.id}", engine=iii_engine)
+    b = spawn(sdk.id, iii_engine.url, f"strict-b-{sdk.id}", engine=iii_engine)
+    a.ok("register_function", function_id="strict::echo", behavior="echo")
+    iii_engine.wait_for_function("strict::echo")
+    out = b.call("trigger", function_id="strict::echo", timeout_ms=500)
+    assert out["error"]["code"] == "TIMEOUT"
+    assert _dropped(iii_engine, b.info["worker_id"]) == [
+        "invalid invokefunction frame: missing field `data`"
+    ]
+    # With a payload the same call goes through.
+    assert b.ok("trigger", function_id="strict::echo", payload=1)["result"]["echo"] == 1
+
+
+def test_strict_engine_drops_a_binding_without_config(
+    sdk: Sdk, iii_engine: EngineThread, spawn: Callable[..., PeerAgent]
+) -> None:
+    a = spawn(sdk.id, iii_engine.url, f"strict-p-{sdk.id}", engine=iii_engine)
+    b = spawn(sdk.id, iii_engine.url, f"strict-u-{sdk.id}", engine=iii_engine)
+    a.ok("register_trigger_type", trigger_type="strict-bare")
+    iii_engine.wait_for_trigger_type("strict-bare")
+    b.ok("register_function", function_id="strict::bare", behavior="record")
+    iii_engine.wait_for_function("strict::bare")
+    b.ok("register_trigger", key="bare", trigger_type="strict-bare", function_id="strict::bare")
+    reason = "invalid registertrigger frame: missing field `config`"
+    iii_engine.wait_for(lambda: reason in _dropped(iii_engine, b.info["worker_id"]))
+    assert iii_engine.bindings() == []
+
+
 def test_builtin_workers_list_sees_both_workers(pair: Pair) -> None:
     out = pair.b.ok("trigger", function_id="engine::workers::list", payload={})
     names = {w["name"]: w for w in out["result"]["workers"]}
@@ -153,7 +198,7 @@ def test_builtin_workers_list_sees_both_workers(pair: Pair) -> None:
     assert names[pair.a.name]["runtime"] == pair.sdk.kind
 
 
-# -- trigger types and bindings (PROTOCOL.md 7) ----------------------------------------
+# -- trigger types and bindings (docs/protocol.md#triggers) ----------------------------
 
 
 def test_binding_reaches_the_provider_fires_and_unregisters(pair: Pair) -> None:
@@ -205,7 +250,8 @@ def test_binding_without_config(pair: Pair) -> None:
 
     The official SDKs then OMIT ``config`` (Python ``exclude_none``, Node
     ``undefined``); the real engine requires it and silently drops the binding.
-    The reference engine must accept it as ``null`` (PROTOCOL.md 12).
+    The lenient ``pair`` engine reads it as ``null``; the strict default is
+    ``test_strict_engine_drops_a_binding_without_config``.
     """
     pair.a.ok("register_trigger_type", trigger_type="conf-bare")
     pair.engine.wait_for_trigger_type("conf-bare")
@@ -248,7 +294,7 @@ def test_provider_refusal_is_forwarded_to_the_binder(pair: Pair) -> None:
 
 def test_unregister_trigger_type_is_ignored_like_the_engine(pair: Pair) -> None:
     """``unregistertriggertype`` is SDK-only: the HEAD engine does not know it and
-    keeps the type until the provider disconnects (PROTOCOL 2.6); the connection
+    keeps the type till its provider leaves (docs/protocol.md#unregistertriggertype); the connection
     stays usable."""
     pair.a.ok("register_trigger_type", trigger_type="conf-gone")
     pair.engine.wait_for_trigger_type("conf-gone")
@@ -262,7 +308,7 @@ def test_unregister_trigger_type_is_ignored_like_the_engine(pair: Pair) -> None:
     assert pair.b.ok("trigger", function_id="conf::after-gone")["result"] == "still here"
 
 
-# -- channels (PROTOCOL.md 9) -----------------------------------------------------------
+# -- channels (docs/protocol.md#channels) ---------------------------------------------
 
 
 def test_channel_reader_ref_across_workers(pair: Pair) -> None:
@@ -303,7 +349,7 @@ def test_no_protocol_errors_on_the_engine(pair: Pair) -> None:
 
 
 def test_durable_binding_through_the_builtin(pair: Pair) -> None:
-    """``engine::register_trigger`` (PROTOCOL 8): the engine delivers the binding to
+    """``engine::register_trigger`` (docs/protocol.md#built-ins): the engine delivers the binding to
     the official provider and answers only once the provider acked it."""
     pair.a.ok("register_trigger_type", trigger_type="conf-durable")
     pair.engine.wait_for_trigger_type("conf-durable")
@@ -373,7 +419,7 @@ def test_many_concurrent_calls(pair: Pair) -> None:
         assert out["result"]["echo"]["i"] == i
 
 
-# -- HTTP-invoked functions (PROTOCOL.md 6.3) ---------------------------------------------
+# -- HTTP-invoked functions (docs/protocol.md#http-functions) -----------------
 
 
 class _Endpoint(http.server.BaseHTTPRequestHandler):

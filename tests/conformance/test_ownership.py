@@ -1,4 +1,4 @@
-"""Ownership and namespaces with official workers (PROTOCOL.md 4.3, 4.6, 6.1, 5.6).
+"""Ownership and namespaces with official workers (docs/protocol.md#ownership).
 
 * One live worker per (namespace, name): a second gets WORKER_NAMESPACE_CONFLICT.
 * First live owner of a function id keeps it: a second gets FUNCTION_NAMESPACE_CONFLICT.
@@ -19,7 +19,7 @@ import pytest
 
 from iii.testing import EngineThread
 
-from ._harness import SDK_IDS, PeerAgent
+from ._harness import SDK_IDS, PeerAgent, poll
 
 pytestmark = pytest.mark.conformance
 
@@ -45,11 +45,8 @@ def test_worker_name_conflict(iii_engine: EngineThread, spawn: Spawn, sdk_id: st
         first.info["worker_id"]
     ]
     if sdk_id == "py-0.25.0":
-        for _ in range(100):  # the SDK handles the frame right after the engine sent it
-            if second.ok("state")["state"] == "failed":
-                break
-            second.ok("sleep", seconds=0.05)
-        assert second.ok("state")["state"] == "failed"
+        # The SDK handles the frame some time after the engine sent it.
+        poll(lambda: second.ok("state")["state"] == "failed")
         out = second.call("trigger", function_id="dup::fn", payload={})
         assert out["error"]["type"] == "RegistrationRejectedError"
         assert out["error"]["code"] == "WORKER_NAMESPACE_CONFLICT"

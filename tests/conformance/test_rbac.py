@@ -1,5 +1,5 @@
 """RBAC: an official caller on the engine's RBAC listener gets FORBIDDEN for what
-its session may not call (PROTOCOL.md 10), and the auth function itself is an
+its session may not call (docs/protocol.md#rbac), and the auth function itself is an
 official worker's handler on the trusted listener."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """OpenTelemetry on (the SDKs' default): the official SDKs open their telemetry
 socket ``/otel`` and send prefixed binary OTLP frames; the engine takes them and
-discards them (PROTOCOL.md 11) while the worker keeps working.
+discards them (docs/protocol.md#telemetry) while the worker keeps working.
 
 Named SDK quirk: iii-sdk 0.19.7's exporter ignores the address given to
 ``register_worker`` and dials ``$III_URL`` (default ``ws://localhost:49134``),

@@ -1,4 +1,4 @@
-"""The engine's builtin functions (section 8)."""
+"""The engine's builtin functions (docs/protocol.md#built-ins)."""
 
 from __future__ import annotations
 

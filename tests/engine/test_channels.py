@@ -1,4 +1,4 @@
-"""Data channels on /ws/channels/{id} (section 9)."""
+"""Data channels on /ws/channels/{id} (docs/protocol.md#channels)."""
 
 from __future__ import annotations
 
@@ -171,7 +171,7 @@ async def test_unused_channels_are_swept():
 
 
 async def test_channel_refs_travel_through_invocations(engine):
-    """Section 9.1: refs are plain JSON inside data, the handler opens the reader."""
+    """docs/protocol.md#channel-refs: refs are plain JSON in data; the handler opens the reader."""
     refs = await create(engine)
     handler = await Peer.join(engine.url, "consumer")
     await handler.register("files::consume")

@@ -1,4 +1,4 @@
-"""Disconnect cleanup, exactly as section 4.8, and reattach eviction (section 4.5)."""
+"""Disconnect cleanup, as docs/protocol.md#cleanup, and reattach eviction (#reconnect)."""
 
 from __future__ import annotations
 

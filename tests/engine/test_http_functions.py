@@ -1,4 +1,4 @@
-"""HTTP-invoked functions (section 6.3): the engine calls the registered URL."""
+"""HTTP-invoked functions (docs/protocol.md#http-functions): the engine calls the registered URL."""
 
 from __future__ import annotations
 

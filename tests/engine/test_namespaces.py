@@ -1,5 +1,5 @@
 """Announce, registration buffering and grace, namespace and name conflicts
-(sections 4.1, 4.3, 6.1)."""
+(docs/protocol.md#namespaces)."""
 
 from __future__ import annotations
 

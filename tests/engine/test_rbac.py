@@ -1,4 +1,4 @@
-"""RBAC listeners: the auth function, FORBIDDEN, AUTH_ERROR, middleware (section 10)."""
+"""RBAC listeners: the auth function, FORBIDDEN, AUTH_ERROR, middleware (docs/protocol.md#rbac)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Invocation routing: sync, void, enqueue, results and errors (sections 5, 3)."""
+"""Invocation routing: sync, void, enqueue, results and errors (docs/protocol.md#routing)."""
 
 from __future__ import annotations
 
@@ -135,14 +135,39 @@ async def test_caller_worker_id_rules(engine):
         await caller.recv()
 
 
-async def test_missing_data_is_read_as_null(engine):
-    """Deviation: the real engine drops such a frame; Python SDK 0.25 sends it."""
+async def test_missing_data_drops_the_call_like_the_real_engine(engine, caplog):
+    """``data`` is required: the real engine drops the frame (the caller would
+    time out), and so does this one by default, in its log and transcript."""
     provider, caller = await pair(engine)
     inv = new_id()
     await caller.send({"type": "invokefunction", "function_id": "math::add", "invocation_id": inv})
-    frame = await provider.recv()
-    assert frame["data"] is None
-    assert frame["invocation_id"] == inv
+    assert await settle(caller) == []
+    await provider.expect_silence(0.05)
+    assert engine.pending_invocations() == []
+    reason = "invalid invokefunction frame: missing field `data`"
+    dropped = [e for e in engine.transcript() if e["kind"] == "dropped"]
+    assert [(e["conn"], e["dir"], e["info"]) for e in dropped] == [(caller.worker_id, "in", reason)]
+    assert any(
+        r.levelname == "WARNING" and reason in r.getMessage() and caller.worker_id in r.getMessage()
+        for r in caplog.records
+    )
+    # The connection stays usable.
+    inv = await caller.invoke("math::add", None)
+    assert (await provider.recv())["data"] is None
+
+
+async def test_missing_data_is_read_as_null_when_lenient():
+    """``lenient_frames=True``: the official Python SDKs omit ``data`` for None."""
+    async with own_engine(namespace_grace=0.3, lenient_frames=True) as engine:
+        provider, caller = await pair(engine)
+        inv = new_id()
+        await caller.send(
+            {"type": "invokefunction", "function_id": "math::add", "invocation_id": inv}
+        )
+        frame = await provider.recv()
+        assert frame["data"] is None
+        assert frame["invocation_id"] == inv
+        assert engine.stats()["bad_frames"] == 0
 
 
 async def test_function_not_found(engine):

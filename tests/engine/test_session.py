@@ -1,4 +1,4 @@
-"""Transport and session basics: routes, handshake, greeting, pings (sections 1, 2.1, 4.1)."""
+"""Transport and session basics: routes, handshake, greeting, pings (docs/protocol.md#transport)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Trigger types and bindings: forwarding, acks, parking and replay (section 7)."""
+"""Trigger types and bindings: forwarding, acks, parking and replay (docs/protocol.md#triggers)."""
 
 from __future__ import annotations
 
@@ -253,19 +253,45 @@ async def test_blank_binding_namespaces_are_refused(engine):
     assert engine.bindings() == []
 
 
-async def test_registertrigger_without_config_is_read_as_null(engine):
-    # Deviation (PROTOCOL.md 12): the official SDKs omit ``config`` when the user
-    # gave none; the real engine drops the binding, the reference engine reads null.
+async def test_registertrigger_without_config_is_dropped_like_the_real_engine(engine):
+    # ``config`` is required (any JSON, null included): the real engine drops the
+    # frame, and so does this one by default, saying so in its log and transcript.
     provider = await provider_of(engine)
     user = await Peer.join(engine.url, "user")
     bid = new_id()
     frame = binding(bid)
     del frame["config"]
     await user.send(frame)
-    delivered = await provider.recv_type("registertrigger")
-    assert delivered["id"] == bid
-    assert delivered["config"] is None
-    assert engine.bindings()[0]["config"] is None
+    assert await settle(user) == []
+    await provider.expect_silence(0.05)
+    assert engine.bindings() == []
+    assert engine.stats()["bad_frames"] == 1
+    note = [e for e in engine.transcript() if e["kind"] == "dropped"]
+    assert note == [
+        {
+            "ts": note[0]["ts"],
+            "conn": user.worker_id,
+            "dir": "in",
+            "kind": "dropped",
+            "info": "invalid registertrigger frame: missing field `config`",
+        }
+    ]
+
+
+async def test_registertrigger_without_config_is_null_when_lenient():
+    # The official Python SDKs omit ``config`` when the user gave none.
+    async with own_engine(namespace_grace=0.3, lenient_frames=True) as engine:
+        provider = await provider_of(engine)
+        user = await Peer.join(engine.url, "user")
+        bid = new_id()
+        frame = binding(bid)
+        del frame["config"]
+        await user.send(frame)
+        delivered = await provider.recv_type("registertrigger")
+        assert delivered["id"] == bid
+        assert delivered["config"] is None
+        assert engine.bindings()[0]["config"] is None
+        assert engine.stats()["bad_frames"] == 0
 
 
 async def test_registertriggertype_requires_description(engine):

@@ -15,7 +15,6 @@ from typing import Any, Optional, Union
 
 import anyio
 import anyio.abc
-import orjson
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -30,6 +29,9 @@ from wsproto.events import (
     TextMessage,
 )
 from wsproto.utilities import LocalProtocolError
+
+from iii_protocol._json import dumps as json_dumps
+from iii_protocol._json import loads as json_loads
 
 Event = tuple[str, Any]
 
@@ -124,7 +126,7 @@ class RawClient:
     # -- sending ---------------------------------------------------------------
 
     async def send(self, frame: Union[dict[str, Any], str]) -> None:
-        text = frame if isinstance(frame, str) else orjson.dumps(frame).decode()
+        text = frame if isinstance(frame, str) else json_dumps(frame)
         await self.stream.send(self.ws.send(Message(data=text)))
 
     async def send_bytes(self, data: bytes) -> None:
@@ -214,7 +216,7 @@ class RawClient:
         while True:
             kind, payload = await self.next_event(timeout)
             if kind == "text":
-                frame = orjson.loads(payload)
+                frame = json_loads(payload)
                 self.frames.append(frame)
                 return frame  # type: ignore[no-any-return]
             if kind in ("close", "eof"):

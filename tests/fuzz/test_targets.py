@@ -18,6 +18,7 @@ from iii_protocol import strategies as iii_st
 FUZZ = Path(__file__).resolve().parents[2] / "fuzz"
 sys.path.insert(0, str(FUZZ))
 
+import fuzz_channel  # noqa: E402
 import fuzz_connection  # noqa: E402
 import fuzz_decode  # noqa: E402
 import fuzz_engine  # noqa: E402
@@ -27,6 +28,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "decode": fuzz_decode.TestOneInput,
     "connection": fuzz_connection.TestOneInput,
     "engine": fuzz_engine.TestOneInput,
+    "channel": fuzz_channel.TestOneInput,
 }
 
 relaxed = settings(
@@ -108,3 +110,16 @@ def test_engine_hostile_clients(flags: int, size: int, payload: bytes) -> None:
     if not flags & 1 and not flags & 2 and not payload.startswith(b"GET"):
         flags |= 1  # mostly past the upgrade: that is where the frames are
     fuzz_engine.TestOneInput(bytes([flags, size]) + payload)
+
+
+@relaxed
+@given(
+    flags=_flags,
+    size=_sizes,
+    payload=st.one_of(
+        iii_st.ws_streams(masked=False, max_message_size=fuzz_channel.LIMIT),
+        _messages(iii_st.hostile_payloads(), fuzz_channel.SEPARATOR),
+    ),
+)
+def test_channel_hostile_engines(flags: int, size: int, payload: bytes) -> None:
+    fuzz_channel.TestOneInput(bytes([flags | 2, size]) + payload)  # past the upgrade

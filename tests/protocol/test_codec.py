@@ -50,7 +50,7 @@ from iii_protocol import (
     to_json_value,
 )
 from iii_protocol import strategies as s
-from iii_protocol._json import NotJSONError, dumps, loads
+from iii_protocol._json import MAX_WRITE_DEPTH, NotJSONError, dumps, loads, read_exactly
 
 #: Property tests are not timed per example: CI machines under coverage are slow.
 relaxed = settings(deadline=None)
@@ -407,8 +407,16 @@ def test_dataclass_payload_is_refused() -> None:
 def test_circular_payload_is_refused() -> None:
     loop: list[object] = []
     loop.append(loop)
-    with pytest.raises(PayloadError):
+    with pytest.raises(PayloadError, match="circular reference"):
         encode_frame(InvokeFunction(function_id="f", data=loop))  # type: ignore[arg-type]
+    ring: dict[str, object] = {"a": [1, {"b": None}]}
+    ring["a"][1]["b"] = ring  # type: ignore[index]
+    with pytest.raises(NotJSONError, match="circular reference"):
+        dumps(ring)
+    shared = [1, None]
+    assert dumps({"a": shared, "b": [shared, (shared,)]}) == (
+        '{"a":[1,null],"b":[[1,null],[[1,null]]]}'
+    )  # shared, not circular
 
 
 def test_uuid_payload_is_written_as_a_string_on_both_paths() -> None:
@@ -418,6 +426,48 @@ def test_uuid_payload_is_written_as_a_string_on_both_paths() -> None:
     assert dumps({"u": u, "n": 2**70}) == (
         '{"u":"7b3f2c73-9da0-404e-b343-b5d6ccd91452","n":1180591620717411303424}'
     )
+
+
+def test_channel_ref_inside_a_payload_is_written_as_its_object() -> None:
+    ref = StreamChannelRef(channel_id="c1", access_key="k1", direction="read")
+    text = encode_frame(InvokeFunction(function_id="f", data={"r": ref, "all": [ref]}))
+    expected = {"channel_id": "c1", "access_key": "k1", "direction": "read"}
+    assert json.loads(text)["data"] == {"r": expected, "all": [expected]}
+
+
+def test_channel_ref_dumps_and_validates_like_a_model() -> None:
+    ref = StreamChannelRef(channel_id="c1", access_key="k1", direction="write")
+    data = {"channel_id": "c1", "access_key": "k1", "direction": "write"}
+    assert ref.model_dump() == ref.model_dump(mode="json", by_alias=True) == data
+    assert StreamChannelRef.model_validate({**data, "extra": 1}) == ref
+    assert StreamChannelRef.model_validate(ref) is ref
+    with pytest.raises(TypeError):
+        StreamChannelRef.model_validate("c1")
+
+
+def test_payload_form_is_asked_of_instances_only() -> None:
+    class Shaped:
+        def _payload_form(self) -> dict[str, int]:
+            return {"x": 1}
+
+    assert dumps([Shaped()]) == '[{"x":1}]'
+    # The class itself has the method too, but a class is not a value.
+    with pytest.raises(ValueError):
+        dumps([Shaped])
+
+
+@pytest.mark.parametrize(
+    ("value", "tag"),
+    [
+        (TriggerActionVoid(), "void"),
+        (TriggerActionEnqueue(queue="q"), "enqueue"),
+        (HttpAuthBearer(token_key="T"), "bearer"),
+        (HttpAuthHmac(secret_key="S"), "hmac"),
+        (HttpAuthApiKey(header="h", value_key="V"), "api_key"),
+    ],
+)
+def test_tagged_values_read_their_tag_as_type(value: Any, tag: str) -> None:
+    assert value.type == tag == type(value).TYPE
 
 
 @pytest.mark.parametrize("n", [2**64, -(2**63) - 1, 2**200, -(10**30)])
@@ -438,6 +488,83 @@ def test_long_digit_runs_inside_strings_are_not_numbers() -> None:
     frame = decode_frame(text)
     assert isinstance(frame, InvokeFunction)
     assert frame.data == ["123456789012345678901234", 100.0]
+
+
+def _nested(levels: int, leaf: object, kind: str) -> object:
+    value = leaf
+    for _ in range(levels):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("kind", ["list", "dict"])
+@pytest.mark.parametrize(
+    "leaf",
+    [1, None, 2**70],
+    ids=["orjson-path", "null-path", "wide-int-path"],
+)
+def test_writes_nest_up_to_the_write_limit_on_every_path(leaf: object, kind: str) -> None:
+    # A leaf of None or a wide int sends the value down the stdlib path, which
+    # must stop where orjson stops.
+    text = dumps(_nested(MAX_WRITE_DEPTH, leaf, kind))
+    assert loads(text) == _nested(MAX_WRITE_DEPTH, leaf, kind)
+    for levels in (MAX_WRITE_DEPTH + 1, 600, 5000):  # 5000: past every stdlib stack
+        with pytest.raises(NotJSONError, match=f"nested more than {MAX_WRITE_DEPTH} levels deep"):
+            dumps(_nested(levels, leaf, kind))
+
+
+@pytest.mark.parametrize(
+    "n", [10**308, -(10**308), 2**1024 - 2**971], ids=["1e308", "-1e308", "largest-finite"]
+)
+def test_integers_a_double_can_hold_are_written_and_read_exactly(n: int) -> None:
+    assert loads(dumps(n)) == n
+    text = dumps([n, None])
+    assert loads(text) == [n, None]
+    assert type(loads(text)[0]) is int  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "n", [10**309, -(10**309), 2**1024 - 2**970], ids=["1e309", "-1e309", "rounds-to-inf"]
+)
+def test_integers_beyond_a_double_are_refused_both_ways(n: int) -> None:
+    # orjson (and the engine's serde_json) refuse such a number: writing it
+    # would only have the frame dropped.
+    for value in (n, {"n": n}, [[n]]):
+        with pytest.raises(NotJSONError, match="integer too large for a JSON number"):
+            dumps(value)
+    with pytest.raises(ValueError, match="number is infinity"):
+        loads(json.dumps({"n": n}))
+
+
+def test_integers_past_any_digit_limit_are_refused_for_their_size() -> None:
+    # Not for the interpreter's int-to-str limit, whose message varies by version.
+    with pytest.raises(NotJSONError, match="integer too large for a JSON number"):
+        dumps({"n": 10**5000})
+
+
+_ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**300), max_value=10**300)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+    max_leaves=30,
+)
+
+
+@relaxed
+@given(_ANY_JSON, st.booleans())
+def test_the_exact_reader_reads_what_the_stdlib_reads(value: Any, pretty: bool) -> None:
+    text = json.dumps(value, indent=1 if pretty else None, ensure_ascii=pretty)
+    try:
+        loads(text)
+    except ValueError:
+        return  # not strict JSON (a lone surrogate): the reader never sees it
+    expected = json.loads(text)
+    got = read_exactly(text)
+    assert got == expected
+    assert repr(got) == repr(expected)  # -0.0, int vs float
 
 
 def test_loads_refuses_what_strict_json_refuses() -> None:

@@ -24,7 +24,6 @@ from iii_protocol import (
     ReconnectPolicy,
     RemoteProtocolError,
     TransportError,
-    TransportTimeout,
     parse_engine_url,
 )
 
@@ -197,7 +196,6 @@ def test_error_tree() -> None:
         assert issubclass(local, InvocationError)
         assert issubclass(local, LocalProtocolError)
     assert issubclass(ConnectError, TransportError)
-    assert issubclass(TransportTimeout, TransportError)
 
 
 def test_protocol_error_is_abstract() -> None:
@@ -245,7 +243,6 @@ ERRORS = [
     ConnectionFailed("WORKER_NAMESPACE_CONFLICT", "refused"),
     ConnectionClosed("closed"),
     ConnectError("refused"),
-    TransportTimeout("slow"),
 ]
 
 

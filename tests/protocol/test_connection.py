@@ -41,6 +41,7 @@ from iii_protocol import (
     RegisterTriggerType,
     RegistrationRejected,
     RemoteProtocolError,
+    SocketPhase,
     TriggerActionEnqueue,
     TriggerActionVoid,
     TriggerRegistrationResult,
@@ -161,6 +162,31 @@ def test_connect_and_handshake(make: MakePair) -> None:
     assert (conn.worker_id, conn.reattach_token, conn.features) == ("w-1", "t-1", ())
     assert engine.frames == []  # nothing registered, no announce configured
     assert conn.get_timer() == 20.0  # the first keep-alive ping
+
+
+def test_the_socket_phase_follows_each_socket(make: MakePair) -> None:
+    pair = make()
+    conn = pair.conn
+    assert conn.socket_phase is SocketPhase.NONE
+    pair.connect()
+    assert (conn.state, conn.socket_phase) == (S.CONNECTING, SocketPhase.OPENING)
+    conn.transport_opened(0.0)
+    assert (conn.state, conn.socket_phase) == (S.CONNECTING, SocketPhase.UPGRADING)
+    engine = FakeEngine(greet=False)
+    pair.engine = engine
+    pair.engines.append(engine)
+    engine.receive(conn.data_to_send())
+    pair.pump()
+    assert (conn.state, conn.socket_phase) == (S.CONNECTING, SocketPhase.OPEN)
+    engine.send(WorkerRegistered(worker_id="w-1"))
+    pair.pump()
+    assert (conn.state, conn.socket_phase) == (S.CONNECTED, SocketPhase.OPEN)
+    pair.drop()
+    assert (conn.state, conn.socket_phase) == (S.RECONNECTING, SocketPhase.NONE)
+    pair.advance(10.0)
+    assert (conn.state, conn.socket_phase) == (S.CONNECTING, SocketPhase.OPENING)
+    conn.close()
+    assert (conn.state, conn.socket_phase) == (S.DISCONNECTED, SocketPhase.NONE)
 
 
 def test_secure_url_uses_the_default_port(make: MakePair) -> None:

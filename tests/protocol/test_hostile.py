@@ -23,7 +23,7 @@ from iii_protocol import (
 )
 from iii_protocol import events as ev
 from iii_protocol import strategies as iii_st
-from iii_protocol._json import loads
+from iii_protocol._json import MAX_READ_DEPTH, MAX_WRITE_DEPTH
 
 from .helpers import FakeEngine, Pair, counter_ids
 
@@ -42,34 +42,58 @@ def _connected(**config: object) -> tuple[Pair, FakeEngine]:
 
 # -- regressions --------------------------------------------------------------------
 
-DEEP_WIDE = (
-    '{"type":"invokefunction","function_id":"f","data":'
-    + "[" * 1020
-    + "1"
-    + "0" * 25
-    + "]" * 1020
-    + "}"
-)
+
+def _deep_frame(levels: int, leaf: str) -> str:
+    """An ``invokefunction`` nested ``levels`` deep, the frame object included."""
+    inner = levels - 1
+    return (
+        '{"type":"invokefunction","function_id":"f","data":'
+        + "[" * inner
+        + leaf
+        + "]" * inner
+        + "}"
+    )
 
 
-def test_deep_json_with_a_wide_integer_is_a_protocol_error() -> None:
-    # regress-deep-wide-int: orjson reads 1 024 levels, but the exact re-read
-    # of wide integers (stdlib json) hit RecursionError, which escaped
-    # decode_frame and Connection.receive_data.
-    with pytest.raises(ValueError, match="nested too deeply"):
-        loads(DEEP_WIDE)
-    with pytest.raises(RemoteProtocolError, match="not valid JSON"):
-        decode_frame(DEEP_WIDE)
+WIDE = "1" + "0" * 25
 
 
-def test_the_connection_rejects_deep_json_with_a_wide_integer() -> None:
+@pytest.mark.parametrize("leaf", ["1", WIDE, "-" + WIDE], ids=["int", "wide", "negative-wide"])
+def test_frames_nest_up_to_the_read_limit_on_every_python(leaf: str) -> None:
+    # regress-deep-wide-int: the exact re-read of wide integers (stdlib json)
+    # hit RecursionError, and later ran out of stack at a depth that depends on
+    # the Python version (3.13 read 1 020 levels, 3.11 refused them).  The
+    # limit is now MAX_READ_DEPTH on every version, wide integers or not.
+    frame = decode_frame(_deep_frame(MAX_READ_DEPTH, leaf))
+    assert isinstance(frame, InvokeFunction)
+    value = frame.data
+    for _ in range(MAX_READ_DEPTH - 1):
+        assert isinstance(value, list)
+        (value,) = value
+    assert value == int(leaf) and type(value) is int
+    with pytest.raises(RemoteProtocolError, match="not valid JSON: depth limit exceeded"):
+        decode_frame(_deep_frame(MAX_READ_DEPTH + 1, leaf))
+
+
+def test_the_connection_reads_deep_json_with_a_wide_integer_and_refuses_deeper() -> None:
     pair, engine = _connected()
     pair.conn.register_function(RegisterFunction(id="f"))
-    engine.send_text(DEEP_WIDE)
+    engine.send_text(
+        _deep_frame(MAX_READ_DEPTH, WIDE).replace('"f",', '"f","invocation_id":"i",', 1)
+    )
+    engine.send_text(_deep_frame(MAX_READ_DEPTH + 1, WIDE))
     pair.pump()
-    (event,) = pair.new_events()
-    assert isinstance(event, ev.FrameRejected)
+    requested, rejected = pair.new_events()
+    assert isinstance(requested, ev.InvocationRequested)
+    assert isinstance(rejected, ev.FrameRejected)
     assert pair.conn.state is ConnectionState.CONNECTED
+    # Deeper than can be written: the caller still gets an answer.
+    assert pair.conn.send_result("i", "f", requested.data) is True
+    pair.pump()
+    answer = engine.json()[-1]
+    assert answer["invocation_id"] == "i"
+    assert answer["error"]["code"] == "serialization_error"  # type: ignore[index]
+    assert f"nested more than {MAX_WRITE_DEPTH} levels deep" in answer["error"]["message"]  # type: ignore[index]
 
 
 @pytest.mark.parametrize(
@@ -141,7 +165,7 @@ def test_a_connected_worker_survives_any_engine_stream(stream: bytes, data: st.D
     conn.register_function(RegisterFunction(id="f"))
     for chunk in data.draw(iii_st.chunked(stream)):
         conn.receive_data(chunk, 0.0)  # never raises
-        assert conn._message_size <= LIMIT
+        assert conn._framing.buffered <= LIMIT
     _events_ok(list(conn.events()))
     conn.close()
     assert conn.state in (ConnectionState.DISCONNECTED, ConnectionState.FAILED)

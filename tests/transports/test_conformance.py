@@ -254,9 +254,10 @@ def test_connect_timeout_bounds_an_unanswered_upgrade(driver: Driver) -> None:
         driver.start(make_config(fake.url(), connect_timeout=0.3))
         driver.wait_until(lambda: fake.accepted >= 3, 10.0)
         gaps = [b - a for a, b in zip(fake.accepted_at, fake.accepted_at[1:], strict=False)]
-        # connect_timeout (0.3 s) + backoff (~0.05 s), give or take scheduling;
-        # a retry that did not wait for the timeout would come ~0.05 s later.
-        assert all(0.2 <= gap < 1.5 for gap in gaps), gaps
+        # Each retry waited for connect_timeout (0.3 s, plus the backoff); one
+        # that did not would come ~0.05 s later.  (No upper bound: a loaded
+        # machine only makes the gaps longer.)
+        assert all(gap >= 0.2 for gap in gaps), gaps
         # The timed-out socket was closed by the client.
         driver.wait_until(lambda: fake.peers[0].ended_at is not None, 5.0)
 

@@ -260,7 +260,7 @@ class Agent:
         return {}
 
     def op_fire(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        """Fire a binding this provider holds, the way a provider does (PROTOCOL 7.3)."""
+        """Fire a binding this provider holds, as a provider does (docs/protocol.md#providers)."""
         config = self.bindings[cmd["binding_id"]]
         request: dict[str, Any] = {"function_id": config.function_id, "payload": cmd.get("payload")}
         if not LEGACY:  # 0.19.7 has no per-invocation metadata

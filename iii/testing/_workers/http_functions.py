@@ -1,4 +1,9 @@
-"""HTTP-invoked functions (PROTOCOL.md section 6.3): one request per call, h11 over anyio."""
+"""The HTTP functions worker module (docs/protocol.md#http-functions): functions registered
+with an ``invocation`` (a URL) run as one HTTP request per call, h11 over anyio.
+
+Without this module (``http_functions=False``) such registrations are dropped
+with an error log, like the real engine without its ``http_functions`` module.
+"""
 
 from __future__ import annotations
 
@@ -13,16 +18,15 @@ from typing import Optional
 import anyio
 import anyio.abc
 import h11
-import orjson
 
 from iii_protocol import HttpAuthApiKey, HttpAuthBearer, HttpAuthHmac, HttpInvocationRef
 from iii_protocol._json import JSON
 
-from ._engine import json_too_deep
+from .. import _jsonio as jsonio
+from .._api import EngineWorker
+from .._records import ErrorDict, FunctionEntry, json_too_deep
 
-__all__ = ["invoke_http"]
-
-ErrorDict = dict[str, JSON]
+__all__ = ["HttpFunctions", "invoke_http"]
 _MAX_RESPONSE = 64 * 1024 * 1024
 
 
@@ -54,7 +58,7 @@ async def invoke_http(
     target = url.path or "/"
     if url.query:
         target += "?" + url.query
-    body = orjson.dumps(data)
+    body = jsonio.dumps(data)
     timestamp = str(int(time.time()))
     host_header = host if url.port is None else f"{host}:{url.port}"
     headers: list[tuple[str, str]] = [
@@ -142,9 +146,9 @@ async def invoke_http(
     is_json = False
     if raw.strip():
         try:
-            parsed = orjson.loads(raw)
+            parsed = jsonio.loads(raw)
             is_json = True
-        except orjson.JSONDecodeError:
+        except ValueError:
             is_json = False
         if is_json and json_too_deep(parsed):
             # Too deep to hand on (the result would break the caller's socket).
@@ -165,3 +169,25 @@ async def invoke_http(
                     return _err(code, message)
         return _err("http_error", f"HTTP {status}")
     return (parsed if is_json else None), None
+
+
+class HttpFunctions(EngineWorker):
+    """Runs the functions workers register with an HTTP ``invocation``."""
+
+    name = "http_functions"
+    switch = "http_functions"
+
+    def install(self) -> None:
+        self.host.set_remote_invoker(self._invoke)
+
+    async def _invoke(
+        self,
+        entry: FunctionEntry,
+        invocation_id: str,
+        data: JSON,
+        traceparent: Optional[str],
+        baggage: Optional[str],
+    ) -> tuple[JSON, Optional[ErrorDict]]:
+        assert entry.http is not None
+        # Looked up at call time: the fuzz target swaps it for an offline stub.
+        return await invoke_http(entry.http, entry.id, invocation_id, data, traceparent)

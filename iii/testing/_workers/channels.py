@@ -1,40 +1,40 @@
-"""Data channels (PROTOCOL.md section 9): a bounded queue between one writer
-socket and one reader socket on ``/ws/channels/{id}``.
+"""The channels worker module (docs/protocol.md#channels): ``engine::channels::create``
+and the ``/ws/channels/{id}`` route, a bounded queue between one writer socket
+and one reader socket.  Channels whose two ends did not both connect within the
+TTL are swept (on the engine clock).
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Optional, Union
 
 import anyio
+import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from iii_protocol._json import JSONObject
+from iii_protocol._json import JSON, JSONObject
 
-if TYPE_CHECKING:
-    from ._engine import Worker
+from .._api import EngineWorker, RouteSocket
+from .._checks import seconds, setting
+from .._records import Call, Worker, new_id
+from .inputs import INT, parse_input
 
-__all__ = ["Channel", "ChannelRegistry", "ChannelSocket", "serve_reader", "serve_writer"]
+__all__ = [
+    "PREFIX",
+    "Channel",
+    "ChannelRegistry",
+    "Channels",
+    "ChannelsConfig",
+    "serve_reader",
+    "serve_writer",
+]
 
-log = logging.getLogger("iii.testing")
+PREFIX = "/ws/channels/"
 
 Item = tuple[str, Union[str, bytes]]
-MessageHandler = Callable[[str, Union[str, bytes]], Optional[Awaitable[None]]]
-
-
-class ChannelSocket(Protocol):
-    """The part of a server WebSocket the channel ends use."""
-
-    async def read_loop(self, handler: MessageHandler) -> None: ...
-
-    def send_message(self, kind: str, payload: Union[str, bytes]) -> None: ...
-
-    async def wait_relieved(self) -> None: ...
-
-    def close(self, code: Optional[int]) -> None: ...
+ChannelSocket = RouteSocket
 
 
 class Channel:
@@ -54,13 +54,19 @@ class Channel:
     )
 
     def __init__(
-        self, channel_id: str, key: str, buffer_size: int, owner: Optional[Worker]
+        self,
+        channel_id: str,
+        key: str,
+        buffer_size: int,
+        owner: Optional[Worker],
+        created_at: float,
     ) -> None:
         self.id = channel_id
         self.key = key
         self.buffer_size = buffer_size
         self.owner = owner
-        self.created_at = time.monotonic()
+        #: engine clock (monotonic seconds)
+        self.created_at = created_at
         send: MemoryObjectSendStream[Item]
         receive: MemoryObjectReceiveStream[Item]
         send, receive = anyio.create_memory_object_stream[Item](buffer_size)
@@ -86,13 +92,12 @@ class Channel:
 
 
 class ChannelRegistry:
-    def __init__(self) -> None:
+    def __init__(self, monotonic: Callable[[], float]) -> None:
         self.channels: dict[str, Channel] = {}
+        self._monotonic = monotonic
 
     def create(self, buffer_size: int, owner: Optional[Worker] = None) -> Channel:
-        from ._engine import new_id
-
-        channel = Channel(new_id(), new_id(), buffer_size, owner)
+        channel = Channel(new_id(), new_id(), buffer_size, owner, self._monotonic())
         self.channels[channel.id] = channel
         return channel
 
@@ -116,13 +121,13 @@ class ChannelRegistry:
         for channel in list(self.channels.values()):
             self._discard(channel)
 
-    def drop_owned(self, owner: Any) -> None:
+    def drop_owned(self, owner: Worker) -> None:
         for channel in [c for c in self.channels.values() if c.owner is owner]:
             self._discard(channel)
 
     def sweep(self, ttl: float) -> int:
         """Drop channels whose two ends were not both connected within ``ttl`` s."""
-        now = time.monotonic()
+        now = self._monotonic()
         stale = [
             c
             for c in self.channels.values()
@@ -188,3 +193,75 @@ async def serve_reader(registry: ChannelRegistry, sock: ChannelSocket, channel: 
 
 def _discard(kind: str, payload: Union[str, bytes]) -> None:
     return None
+
+
+@attrs.frozen
+class ChannelsConfig:
+    ttl: float = setting(
+        300.0, seconds(positive=True), "seconds a channel waits for both ends (engine clock)"
+    )
+    sweep_interval: float = setting(
+        60.0, seconds(positive=True), "seconds between sweeps of unused channels (engine clock)"
+    )
+
+
+class Channels(EngineWorker):
+    """``engine::channels::create`` and the channel sockets."""
+
+    name = "channels"
+    option_prefix = "channel_"
+    config_class = ChannelsConfig
+    config: ChannelsConfig
+
+    def install(self) -> None:
+        self.registry = ChannelRegistry(self.host.clock.monotonic)
+        self.function("engine::channels::create", self._create, "Create a data channel")
+        self.host.add_route(PREFIX, self._route)
+
+    def _create(self, call: Call) -> JSON:
+        inp = parse_input(call, {"buffer_size": (INT, False)}, "CreateChannelInput")
+        size = inp.get("buffer_size")
+        buffer_size = 64 if not isinstance(size, int) else max(1, min(1024, size))
+        channel = self.registry.create(buffer_size)
+        return {
+            "writer": {"channel_id": channel.id, "access_key": channel.key, "direction": "write"},
+            "reader": {"channel_id": channel.id, "access_key": channel.key, "direction": "read"},
+        }
+
+    def _route(
+        self, path: str, query: Mapping[str, list[str]]
+    ) -> Union[tuple[int, bytes], tuple[str, Callable[[RouteSocket], Awaitable[None]]]]:
+        channel_id = urllib.parse.unquote(path[len(PREFIX) :])
+        keys = query.get("key")
+        dirs = query.get("dir")
+        if not keys or not dirs or dirs[-1] not in ("read", "write") or "/" in channel_id:
+            return 400, b"Failed to deserialize query string\n"
+        channel = self.registry.lookup(channel_id, keys[-1])
+        if channel is None:
+            return 404, b"Channel not found\n"
+        direction = dirs[-1]
+        registry = self.registry
+
+        async def serve(sock: RouteSocket) -> None:
+            if direction == "write":
+                await serve_writer(registry, sock, channel)
+            else:
+                await serve_reader(registry, sock, channel)
+
+        return f"channel:{channel_id}:{direction}", serve
+
+    async def run(self) -> None:
+        while True:
+            await self.host.clock.sleep(self.config.sweep_interval)
+            swept = self.registry.sweep(self.config.ttl)
+            if swept:
+                self.log.info("swept %d unused channel(s)", swept)
+
+    def close(self) -> None:
+        self.registry.close_all()
+
+    def worker_disconnected(self, worker: Worker) -> None:
+        self.registry.drop_owned(worker)
+
+    def describe(self) -> list[JSONObject]:
+        return [c.describe() for c in self.registry.channels.values()]

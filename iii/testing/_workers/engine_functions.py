@@ -1,4 +1,6 @@
-"""The engine's own functions (PROTOCOL.md section 8), all in namespace ``default``.
+"""The engine worker module: the engine's own functions (``engine::*``, docs/protocol.md#built-ins)
+and its two trigger types, ``engine::workers-available`` and
+``engine::functions-available``.
 
 Inputs are validated like serde would: unknown keys are ignored, a missing
 required key or a wrong type fails the call with ``deserialization_error``
@@ -7,20 +9,23 @@ required key or a wrong type fails the call with ``deserialization_error``
 
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import urllib.parse
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Optional, Union
+from collections.abc import Callable, Iterable
+from typing import Any, Optional, Union
 
 import anyio
+import attrs
 
 from iii_protocol import ANNOUNCE_FUNCTION_ID, CALLER_WORKER_ID_KEY
-from iii_protocol._json import JSON, JSONObject
+from iii_protocol._json import JSON, JSONObject, dumps
 
-from ._engine import (
+from .._api import EngineHost, EngineWorker
+from .._checks import seconds, setting
+from .._records import (
     DEFAULT,
-    QUEUE_FUNCTION_ID,
     Binding,
     Builtin,
     BuiltinError,
@@ -30,109 +35,23 @@ from ._engine import (
     Worker,
     new_id,
 )
+from .inputs import ANY, BOOL, OBJ, STR, STRS, U32, Fields, opt_bool, opt_str, parse_input
 
-if TYPE_CHECKING:
-    from ._engine import EngineCore
-
-__all__ = ["function_summaries", "install"]
+__all__ = [
+    "FUNCTIONS_AVAILABLE",
+    "WORKERS_AVAILABLE",
+    "EngineFunctions",
+    "EngineFunctionsConfig",
+    "function_summaries",
+]
 
 worker_log = logging.getLogger("iii.testing.worker_log")
 
 ENGINE_WORKER = "iii-engine"
-QUEUE_WORKER = "iii-queue"
+WORKERS_AVAILABLE = "engine::workers-available"
+FUNCTIONS_AVAILABLE = "engine::functions-available"
 ENGINE_VERSION = "0.23.0-reference"
 MAX_INFO_IDS = 32
-
-# -- input validation --------------------------------------------------------------
-
-STR, BOOL, INT, U32, STRS, OBJ, ANY = "str", "bool", "int", "u32", "strs", "obj", "any"
-_EXPECTED = {
-    STR: "a string",
-    BOOL: "a boolean",
-    INT: "i64",
-    U32: "u32",
-    STRS: "a sequence of strings",
-    OBJ: "a map",
-    ANY: "any value",
-}
-
-Fields = dict[str, tuple[str, bool]]
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean `{str(value).lower()}`"
-    if isinstance(value, int):
-        return f"integer `{value}`"
-    if isinstance(value, float):
-        return f"floating point `{value}`"
-    if isinstance(value, str):
-        return f'string "{value}"'
-    if isinstance(value, list):
-        return "sequence"
-    return "map"
-
-
-def _ok(kind: str, value: object) -> bool:
-    if kind == ANY:
-        return True
-    if kind == STR:
-        return isinstance(value, str)
-    if kind == BOOL:
-        return isinstance(value, bool)
-    if kind == INT:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == U32:
-        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
-    if kind == STRS:
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-    return isinstance(value, dict)
-
-
-def _bad_input(function_id: str, reason: str) -> BuiltinError:
-    return BuiltinError(
-        "deserialization_error", f"Failed to deserialize input for {function_id}: {reason}"
-    )
-
-
-def parse_input(call: Call, fields: Fields, struct: str) -> JSONObject:
-    data = call.data
-    if data is None and not any(required for _, required in fields.values()):
-        data = {}
-    if not isinstance(data, dict):
-        raise _bad_input(
-            call.function_id, f"invalid type: {_describe(data)}, expected struct {struct}"
-        )
-    out: JSONObject = {}
-    for name, (kind, required) in fields.items():
-        value = data.get(name)
-        if value is None:
-            if required:
-                if name in data and kind != ANY:
-                    raise _bad_input(
-                        call.function_id, f"invalid type: null, expected {_EXPECTED[kind]}"
-                    )
-                if name not in data:
-                    raise _bad_input(call.function_id, f"missing field `{name}`")
-            continue
-        if not _ok(kind, value):
-            raise _bad_input(
-                call.function_id, f"invalid type: {_describe(value)}, expected {_EXPECTED[kind]}"
-            )
-        out[name] = value
-    return out
-
-
-def _opt_str(inp: JSONObject, key: str) -> Optional[str]:
-    value = inp.get(key)
-    return value if isinstance(value, str) else None
-
-
-def _opt_bool(inp: JSONObject, key: str) -> bool:
-    return inp.get(key) is True
-
 
 # -- shapes ------------------------------------------------------------------------
 
@@ -172,15 +91,15 @@ def _function_summary(entry: Union[FunctionEntry, Builtin]) -> JSONObject:
     return out
 
 
-def _bindings_for(core: EngineCore, ns: str, function_id: str) -> list[JSON]:
+def _bindings_for(host: EngineHost, ns: str, function_id: str) -> list[JSON]:
     return [
         {"id": b.id, "trigger_type": b.trigger_type, "config": b.config}
-        for b in sorted(core.bindings.values(), key=lambda b: b.id)
+        for b in sorted(host.bindings.values(), key=lambda b: b.id)
         if b.namespace == ns and b.function_id == function_id
     ]
 
 
-def _function_detail(core: EngineCore, entry: Union[FunctionEntry, Builtin]) -> JSONObject:
+def _function_detail(host: EngineHost, entry: Union[FunctionEntry, Builtin]) -> JSONObject:
     out = _function_summary(entry)
     if isinstance(entry, Builtin):
         _put(out, "request_schema", entry.request_format)
@@ -189,7 +108,7 @@ def _function_detail(core: EngineCore, entry: Union[FunctionEntry, Builtin]) -> 
         _put(out, "request_schema", entry.request_format)
         _put(out, "response_schema", entry.response_format)
         ns = entry.namespace
-    out["registered_triggers"] = _bindings_for(core, ns, out["function_id"])  # type: ignore[arg-type]
+    out["registered_triggers"] = _bindings_for(host, ns, out["function_id"])  # type: ignore[arg-type]
     return out
 
 
@@ -199,9 +118,9 @@ def _is_internal(function_id: str, metadata: JSON) -> bool:
     return isinstance(metadata, dict) and metadata.get("internal") is True
 
 
-def _all_functions(core: EngineCore) -> list[Union[FunctionEntry, Builtin]]:
-    entries: list[Union[FunctionEntry, Builtin]] = list(core.functions.values())
-    entries.extend(b for fid, b in core.builtins.items() if (DEFAULT, fid) not in core.functions)
+def _all_functions(host: EngineHost) -> list[Union[FunctionEntry, Builtin]]:
+    entries: list[Union[FunctionEntry, Builtin]] = list(host.functions.values())
+    entries.extend(b for fid, b in host.builtins.items() if (DEFAULT, fid) not in host.functions)
     return entries
 
 
@@ -227,7 +146,7 @@ def _entry_worker(entry: Union[FunctionEntry, Builtin]) -> str:
 
 
 def function_summaries(
-    core: EngineCore,
+    host: EngineHost,
     *,
     include_internal: bool = False,
     search: Optional[str] = None,
@@ -238,7 +157,7 @@ def function_summaries(
     wanted = set(workers) if workers is not None else None
     session = caller.session if caller is not None else None
     ranked: list[tuple[int, str, str, JSONObject]] = []
-    for entry in _all_functions(core):
+    for entry in _all_functions(host):
         ns = DEFAULT if isinstance(entry, Builtin) else entry.namespace
         if not include_internal and _is_internal(entry.id, entry.metadata):
             continue
@@ -274,11 +193,11 @@ def _type_summary(entry: TriggerTypeEntry) -> JSONObject:
     }
 
 
-def _type_detail(core: EngineCore, entry: TriggerTypeEntry) -> JSONObject:
+def _type_detail(host: EngineHost, entry: TriggerTypeEntry) -> JSONObject:
     out = _type_summary(entry)
     _put(out, "configuration_schema", entry.trigger_request_format)
     _put(out, "request_schema", entry.call_request_format)
-    out["instance_count"] = sum(1 for b in core.bindings.values() if b.provider is entry)
+    out["instance_count"] = sum(1 for b in host.bindings.values() if b.provider is entry)
     return out
 
 
@@ -289,8 +208,6 @@ def _binding_worker_name(b: Binding) -> str:
 
 
 def _config_summary(config: JSON) -> str:
-    from iii_protocol._json import dumps
-
     text = dumps(config)
     return text if len(text) <= 120 else text[:117] + "..."
 
@@ -306,13 +223,13 @@ def _binding_summary(b: Binding) -> JSONObject:
     }
 
 
-def _engine_workers(core: EngineCore) -> list[JSONObject]:
+def _engine_workers(host: EngineHost) -> list[JSONObject]:
     os_name = f"{platform.system()} {platform.release()} ({platform.machine()})"
-    started = getattr(core, "started_at_ms", 0)
+    started = host.started_at_ms
     out: list[JSONObject] = []
     groups: dict[str, int] = {}
-    for fid, b in core.builtins.items():
-        if (DEFAULT, fid) not in core.functions:
+    for fid, b in host.builtins.items():
+        if (DEFAULT, fid) not in host.functions:
             groups[b.worker_name] = groups.get(b.worker_name, 0) + 1
     for name, count in sorted(groups.items()):
         out.append(
@@ -375,34 +292,23 @@ _TELEMETRY: Fields = {
 }
 
 
-def _workers_register(call: Call) -> JSON:
+def _workers_register(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(call, _REGISTER_WORKER, "RegisterWorkerInput")
     telemetry = inp.get("telemetry")
     if telemetry is not None:
         parse_input(
-            Call(call.core, call.function_id, None, telemetry, None, None, None),
+            Call(call.function_id, None, telemetry),
             _TELEMETRY,
             "WorkerTelemetryMeta",
         )
     caller_id = inp[CALLER_WORKER_ID_KEY]
-    worker = call.core.workers.get(caller_id) if isinstance(caller_id, str) else None
+    worker = host.workers.get(caller_id) if isinstance(caller_id, str) else None
     if worker is None:
         raise BuiltinError("NOT_FOUND", f"worker {caller_id} is not connected")
-    return call.core.announce(worker, inp)
+    return host.announce(worker, inp)
 
 
-def _channels_create(call: Call) -> JSON:
-    inp = parse_input(call, {"buffer_size": (INT, False)}, "CreateChannelInput")
-    size = inp.get("buffer_size")
-    buffer_size = 64 if not isinstance(size, int) else max(1, min(1024, size))
-    channel = call.core.channels.create(buffer_size)
-    return {
-        "writer": {"channel_id": channel.id, "access_key": channel.key, "direction": "write"},
-        "reader": {"channel_id": channel.id, "access_key": channel.key, "direction": "read"},
-    }
-
-
-def _functions_list(call: Call) -> JSON:
+def _functions_list(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(
         call,
         {
@@ -415,7 +321,7 @@ def _functions_list(call: Call) -> JSON:
         "ListFunctionsInput",
     )
     workers: Optional[list[str]] = None
-    worker = _opt_str(inp, "worker")
+    worker = opt_str(inp, "worker")
     many = inp.get("workers")
     if worker is not None or isinstance(many, list):
         workers = [worker] if worker is not None else []
@@ -423,10 +329,10 @@ def _functions_list(call: Call) -> JSON:
             workers.extend(w for w in many if isinstance(w, str))
     return {
         "functions": function_summaries(
-            call.core,
-            include_internal=_opt_bool(inp, "include_internal"),
-            search=_opt_str(inp, "search"),
-            prefix=_opt_str(inp, "prefix"),
+            host,
+            include_internal=opt_bool(inp, "include_internal"),
+            search=opt_str(inp, "search"),
+            prefix=opt_str(inp, "prefix"),
             workers=workers,
             caller=call.caller,
         )
@@ -434,13 +340,13 @@ def _functions_list(call: Call) -> JSON:
 
 
 def _find_function(
-    core: EngineCore, ns: str, function_id: str
+    host: EngineHost, ns: str, function_id: str
 ) -> Optional[Union[FunctionEntry, Builtin]]:
-    entry = core.functions.get((ns, function_id))
+    entry = host.functions.get((ns, function_id))
     if entry is not None:
         return entry
     if ns == DEFAULT:
-        return core.builtins.get(function_id)
+        return host.builtins.get(function_id)
     return None
 
 
@@ -449,26 +355,26 @@ def _visible(call: Call, ns: str, entry: Union[FunctionEntry, Builtin]) -> bool:
     return session is None or session.denial(ns, entry.id, entry.metadata) is None
 
 
-def _functions_info(call: Call) -> JSON:
+def _functions_info(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(
         call,
         {"function_id": (STR, False), "function_ids": (STRS, False), "namespace": (STR, False)},
         "FunctionInfoInput",
     )
-    ns = _opt_str(inp, "namespace") or DEFAULT
-    single = _opt_str(inp, "function_id")
+    ns = opt_str(inp, "namespace") or DEFAULT
+    single = opt_str(inp, "function_id")
     many = inp.get("function_ids")
     if (single is None) == (many is None):
         raise BuiltinError(
             "INVALID_ARGUMENTS", "exactly one of `function_id` or `function_ids` is required"
         )
     if single is not None:
-        entry = _find_function(call.core, ns, single)
+        entry = _find_function(host, ns, single)
         if entry is None:
             raise BuiltinError("NOT_FOUND", f"Function '{single}' not found in namespace '{ns}'")
         if not _visible(call, ns, entry):
             raise BuiltinError("FORBIDDEN", f"Function '{single}' is not visible to this session.")
-        return _function_detail(call.core, entry)
+        return _function_detail(host, entry)
     assert isinstance(many, list)
     if len(many) > MAX_INFO_IDS:
         raise BuiltinError(
@@ -477,17 +383,17 @@ def _functions_info(call: Call) -> JSON:
     out: list[JSON] = []
     for fid in many:
         assert isinstance(fid, str)
-        entry = _find_function(call.core, ns, fid)
+        entry = _find_function(host, ns, fid)
         if entry is None:
             out.append({"function_id": fid, "error": "not_found"})
         elif not _visible(call, ns, entry):
             out.append({"function_id": fid, "error": "forbidden"})
         else:
-            out.append(_function_detail(call.core, entry))
+            out.append(_function_detail(host, entry))
     return {"functions": out}
 
 
-def _triggers_list(call: Call) -> JSON:
+def _triggers_list(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(
         call,
         {
@@ -498,12 +404,12 @@ def _triggers_list(call: Call) -> JSON:
         },
         "ListTriggersInput",
     )
-    search = _opt_str(inp, "search")
-    prefix = _opt_str(inp, "prefix")
-    worker = _opt_str(inp, "worker")
-    include_internal = _opt_bool(inp, "include_internal")
+    search = opt_str(inp, "search")
+    prefix = opt_str(inp, "prefix")
+    worker = opt_str(inp, "worker")
+    include_internal = opt_bool(inp, "include_internal")
     ranked: list[tuple[int, str, str, JSONObject]] = []
-    for entry in call.core.trigger_types.values():
+    for entry in host.trigger_types.values():
         if not include_internal and entry.id.startswith("engine::"):
             continue
         if prefix is not None and not entry.id.startswith(prefix):
@@ -521,18 +427,18 @@ def _triggers_list(call: Call) -> JSON:
     return {"triggers": [r[3] for r in ranked]}
 
 
-def _triggers_info(call: Call) -> JSON:
+def _triggers_info(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(call, {"id": (STR, True), "namespace": (STR, False)}, "TriggerInfoInput")
     type_id = inp["id"]
     assert isinstance(type_id, str)
-    ns = _opt_str(inp, "namespace") or DEFAULT
-    entry = call.core.trigger_types.get((ns, type_id))
+    ns = opt_str(inp, "namespace") or DEFAULT
+    entry = host.trigger_types.get((ns, type_id))
     if entry is None:
         raise BuiltinError("NOT_FOUND", f"Trigger type '{type_id}' not found in namespace '{ns}'")
-    return _type_detail(call.core, entry)
+    return _type_detail(host, entry)
 
 
-def _registered_list(call: Call) -> JSON:
+def _registered_list(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(
         call,
         {
@@ -544,13 +450,13 @@ def _registered_list(call: Call) -> JSON:
         },
         "ListRegisteredTriggersInput",
     )
-    search = _opt_str(inp, "search")
-    trigger_type = _opt_str(inp, "trigger_type")
-    function_id = _opt_str(inp, "function_id")
-    worker = _opt_str(inp, "worker")
-    include_internal = _opt_bool(inp, "include_internal")
+    search = opt_str(inp, "search")
+    trigger_type = opt_str(inp, "trigger_type")
+    function_id = opt_str(inp, "function_id")
+    worker = opt_str(inp, "worker")
+    include_internal = opt_bool(inp, "include_internal")
     ranked: list[tuple[int, str, JSONObject]] = []
-    for b in call.core.bindings.values():
+    for b in host.bindings.values():
         if not include_internal and (
             b.trigger_type.startswith("engine::") or _is_internal(b.function_id, None)
         ):
@@ -572,37 +478,37 @@ def _registered_list(call: Call) -> JSON:
     return {"registered_triggers": [r[2] for r in ranked]}
 
 
-def _registered_info(call: Call) -> JSON:
+def _registered_info(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(call, {"id": (STR, True)}, "RegisteredTriggerInfoInput")
     binding_id = inp["id"]
     assert isinstance(binding_id, str)
-    b = call.core.bindings.get(binding_id)
+    b = host.bindings.get(binding_id)
     if b is None:
         raise BuiltinError("NOT_FOUND", f"Registered trigger '{binding_id}' not found")
     out = _binding_summary(b)
     del out["config_summary"]
     _put(out, "metadata", b.metadata)
-    entry = b.provider or call.core.trigger_types.get((DEFAULT, b.trigger_type))
-    out["trigger"] = _type_detail(call.core, entry) if entry is not None else None
-    fn = _find_function(call.core, b.namespace, b.function_id)
-    out["function"] = _function_detail(call.core, fn) if fn is not None else None
+    entry = b.provider or host.trigger_types.get((DEFAULT, b.trigger_type))
+    out["trigger"] = _type_detail(host, entry) if entry is not None else None
+    fn = _find_function(host, b.namespace, b.function_id)
+    out["function"] = _function_detail(host, fn) if fn is not None else None
     return out
 
 
-def _workers_list(call: Call) -> JSON:
+def _workers_list(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(
         call,
         {"search": (STR, False), "runtime": (STR, False), "status": (STR, False)},
         "ListWorkersInput",
     )
-    search = _opt_str(inp, "search")
-    runtime = _opt_str(inp, "runtime")
-    status = _opt_str(inp, "status")
-    active = call.core.active_invocations()
+    search = opt_str(inp, "search")
+    runtime = opt_str(inp, "runtime")
+    status = opt_str(inp, "status")
+    active = host.active_invocations()
     rows: list[JSONObject] = [
-        _worker_summary(w, active) for w in call.core.iter_workers() if w.pid is not None
+        _worker_summary(w, active) for w in list(host.workers.values()) if w.pid is not None
     ]
-    rows.extend(_engine_workers(call.core))
+    rows.extend(_engine_workers(host))
     out: list[JSONObject] = []
     for row in rows:
         if runtime is not None and row["runtime"] != runtime:
@@ -627,18 +533,17 @@ def _workers_list(call: Call) -> JSON:
     return {"workers": list[JSON](out)}
 
 
-def _workers_info(call: Call) -> JSON:
+def _workers_info(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(call, {"name": (STR, True), "namespace": (STR, False)}, "WorkerInfoInput")
     name = inp["name"]
     assert isinstance(name, str)
     if not name.strip():
         raise BuiltinError("INVALID_ARGUMENTS", "`name` must not be blank")
-    ns = _opt_str(inp, "namespace")
-    core = call.core
-    active = core.active_invocations()
+    ns = opt_str(inp, "namespace")
+    active = host.active_invocations()
     candidates = [
         w
-        for w in core.iter_workers()
+        for w in list(host.workers.values())
         if (w.name == name or w.worker_id == name)
         and (ns is None or (w.namespace or DEFAULT) == ns)
     ]
@@ -648,26 +553,26 @@ def _workers_info(call: Call) -> JSON:
         detail = _worker_summary(w, active)
         _put(detail, "pid", w.pid)
         detail["internal"] = False
-        functions = [_function_summary(e) for e in core.functions.values() if e.owner is w]
-        types = [_type_summary(e) for e in core.trigger_types.values() if e.provider is w]
-        bindings = [_binding_summary(b) for b in core.bindings.values() if b.owner is w]
+        functions = [_function_summary(e) for e in host.functions.values() if e.owner is w]
+        types = [_type_summary(e) for e in host.trigger_types.values() if e.provider is w]
+        bindings = [_binding_summary(b) for b in host.bindings.values() if b.owner is w]
     else:
-        engine_rows = [r for r in _engine_workers(core) if r["name"] == name]
+        engine_rows = [r for r in _engine_workers(host) if r["name"] == name]
         if not engine_rows or (ns is not None and ns != DEFAULT):
             raise BuiltinError("NOT_FOUND", f"Worker '{name}' not found")
         detail = engine_rows[0]
         detail["internal"] = True
         functions = [
             _function_summary(b)
-            for fid, b in core.builtins.items()
-            if b.worker_name == name and (DEFAULT, fid) not in core.functions
+            for fid, b in host.builtins.items()
+            if b.worker_name == name and (DEFAULT, fid) not in host.functions
         ]
         types = [
             _type_summary(e)
-            for e in core.trigger_types.values()
+            for e in host.trigger_types.values()
             if e.provider is None and (e.worker_name or ENGINE_WORKER) == name
         ]
-        bindings = [_binding_summary(b) for b in core.bindings.values() if b.owner is None]
+        bindings = [_binding_summary(b) for b in host.bindings.values() if b.owner is None]
     functions.sort(key=lambda f: str(f["function_id"]))
     return {
         "worker": detail,
@@ -677,7 +582,7 @@ def _workers_info(call: Call) -> JSON:
     }
 
 
-async def _register_trigger(call: Call) -> JSON:
+async def _register_trigger(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(
         call,
         {
@@ -692,7 +597,7 @@ async def _register_trigger(call: Call) -> JSON:
     trigger_type = inp["trigger_type"]
     function_id = inp["function_id"]
     assert isinstance(trigger_type, str) and isinstance(function_id, str)
-    trigger_ns = _opt_str(inp, "trigger_namespace")
+    trigger_ns = opt_str(inp, "trigger_namespace")
     if trigger_ns is not None and not trigger_ns.strip():
         raise BuiltinError("INVALID_NAMESPACE", "trigger_namespace must not be blank")
     caller = call.caller
@@ -703,7 +608,6 @@ async def _register_trigger(call: Call) -> JSON:
             raise BuiltinError(
                 "FORBIDDEN", f"Trigger type '{trigger_type}' is not allowed for this session."
             )
-    core = call.core
     binding = Binding(
         new_id(),
         trigger_type,
@@ -715,8 +619,14 @@ async def _register_trigger(call: Call) -> JSON:
         home_namespace=(caller.namespace or DEFAULT) if caller is not None else DEFAULT,
         owner=None,
     )
-    core.add_binding(binding)
-    core.notify()
+    host.add_binding(binding)
+    host.notify()
+    refusal = binding.refusal
+    if refusal is not None:  # an engine-provided type refused it on the spot
+        host.remove_binding(binding.id)
+        raise BuiltinError(
+            str(refusal.get("code", "trigger_registration_failed")), str(refusal.get("message"))
+        )
     if binding.provider is None or binding.acked:
         return {"id": binding.id}
     done = anyio.Event()
@@ -727,32 +637,32 @@ async def _register_trigger(call: Call) -> JSON:
         done.set()
 
     binding.waiter = on_ack
-    await core.relieve()
-    with anyio.move_on_after(core.options.trigger_ack_timeout):
+    await host.relieve()
+    with anyio.move_on_after(host.trigger_ack_timeout):
         await done.wait()
     if not outcome:
         binding.waiter = None
         return {"id": binding.id}
     error = outcome[0]
     if error is not None:
-        core.remove_binding(binding.id)
+        host.remove_binding(binding.id)
         raise BuiltinError(
             str(error.get("code", "trigger_registration_failed")), str(error.get("message"))
         )
     return {"id": binding.id}
 
 
-def _unregister_trigger(call: Call) -> JSON:
+def _unregister_trigger(host: EngineHost, call: Call) -> JSON:
     inp = parse_input(
         call, {"id": (STR, True), "trigger_type": (STR, False)}, "UnregisterTriggerInput"
     )
     binding_id = inp["id"]
     assert isinstance(binding_id, str)
-    binding = call.core.bindings.get(binding_id)
-    trigger_type = _opt_str(inp, "trigger_type")
+    binding = host.bindings.get(binding_id)
+    trigger_type = opt_str(inp, "trigger_type")
     if binding is None or (trigger_type is not None and binding.trigger_type != trigger_type):
         return {"removed": False}
-    return {"removed": call.core.remove_binding(binding_id)}
+    return {"removed": host.remove_binding(binding_id)}
 
 
 def _logger(level: int) -> Any:
@@ -805,70 +715,92 @@ def _baggage_get_all(call: Call) -> JSON:
     return {"baggage": dict(_parse_baggage(call.baggage))}
 
 
-def _queue_enqueue(call: Call) -> JSON:
-    inp = parse_input(
-        call,
-        {
-            "queue": (STR, True),
-            "function_id": (STR, True),
-            "data": (ANY, False),
-            "messageReceiptId": (STR, False),
-            "namespace": (STR, False),
-            "traceparent": (STR, False),
-            "baggage": (STR, False),
-        },
-        "EnqueueInput",
+Handler = Callable[[EngineHost, Call], Any]
+
+#: (id, handler, description) of every ``engine::*`` function but the loggers.
+_FUNCTIONS: tuple[tuple[str, Handler, str], ...] = (
+    (ANNOUNCE_FUNCTION_ID, _workers_register, "Register worker metadata"),
+    ("engine::functions::list", _functions_list, "List registered functions"),
+    ("engine::functions::info", _functions_info, "Describe functions"),
+    ("engine::triggers::list", _triggers_list, "List trigger types"),
+    ("engine::triggers::info", _triggers_info, "Describe a trigger type"),
+    ("engine::registered-triggers::list", _registered_list, "List registered triggers"),
+    ("engine::registered-triggers::info", _registered_info, "Describe a registered trigger"),
+    ("engine::workers::list", _workers_list, "List connected workers"),
+    ("engine::workers::info", _workers_info, "Describe a worker"),
+    ("engine::register_trigger", _register_trigger, "Register a durable trigger"),
+    ("engine::unregister_trigger", _unregister_trigger, "Remove a trigger"),
+)
+_LEVELS = (
+    ("trace", 5),
+    ("debug", logging.DEBUG),
+    ("info", logging.INFO),
+    ("warn", logging.WARNING),
+    ("error", logging.ERROR),
+)
+
+
+@attrs.frozen
+class EngineFunctionsConfig:
+    functions_poll_interval: float = setting(
+        5.0,
+        seconds(positive=True),
+        "seconds between checks for engine::functions-available (engine clock)",
     )
-    queue = call.core.queue
-    if queue is None:  # pragma: no cover - the builtin exists only with a queue
-        raise BuiltinError("enqueue_error", "no queue")
-    data = call.data
-    job: JSONObject = dict(inp)
-    job["data"] = data.get("data") if isinstance(data, dict) else None
-    job.pop(CALLER_WORKER_ID_KEY, None)
-    receipt = _opt_str(inp, "messageReceiptId") or new_id()
-    job["messageReceiptId"] = receipt
-    queue.push(job)
-    return {"messageReceiptId": receipt}
 
 
-def install(core: EngineCore) -> None:
-    """Register every builtin on ``core``."""
-    specs: list[Builtin] = [
-        Builtin(ANNOUNCE_FUNCTION_ID, _workers_register, "Register worker metadata"),
-        Builtin("engine::channels::create", _channels_create, "Create a data channel"),
-        Builtin("engine::functions::list", _functions_list, "List registered functions"),
-        Builtin("engine::functions::info", _functions_info, "Describe functions"),
-        Builtin("engine::triggers::list", _triggers_list, "List trigger types"),
-        Builtin("engine::triggers::info", _triggers_info, "Describe a trigger type"),
-        Builtin("engine::registered-triggers::list", _registered_list, "List registered triggers"),
-        Builtin(
-            "engine::registered-triggers::info", _registered_info, "Describe a registered trigger"
-        ),
-        Builtin("engine::workers::list", _workers_list, "List connected workers"),
-        Builtin("engine::workers::info", _workers_info, "Describe a worker"),
-        Builtin("engine::register_trigger", _register_trigger, "Register a durable trigger"),
-        Builtin("engine::unregister_trigger", _unregister_trigger, "Remove a trigger"),
-        Builtin("engine::baggage::get", _baggage_get, "Read a baggage entry"),
-        Builtin("engine::baggage::set", _baggage_set, "Set a baggage entry"),
-        Builtin("engine::baggage::get_all", _baggage_get_all, "Read all baggage entries"),
-    ]
-    for name, level in (
-        ("trace", 5),
-        ("debug", logging.DEBUG),
-        ("info", logging.INFO),
-        ("warn", logging.WARNING),
-        ("error", logging.ERROR),
-    ):
-        specs.append(Builtin(f"engine::log::{name}", _logger(level), f"Log at {name} level"))
-    if core.queue is not None:
-        specs.append(
-            Builtin(
-                QUEUE_FUNCTION_ID,
-                _queue_enqueue,
-                "Enqueue a call (in-memory queue)",
-                worker_name=QUEUE_WORKER,
-            )
+class EngineFunctions(EngineWorker):
+    """``engine::*``: introspection, announce, durable bindings, logging, baggage."""
+
+    name = "engine"
+    worker_name = ENGINE_WORKER
+    config_class = EngineFunctionsConfig
+    config: EngineFunctionsConfig
+
+    def install(self) -> None:
+        host = self.host
+        self.trigger_type(
+            WORKERS_AVAILABLE, "Fires when workers connect, disconnect or update their metadata"
         )
-    for spec in specs:
-        core.builtins[spec.id] = spec
+        self.trigger_type(FUNCTIONS_AVAILABLE, "Fires when the set of registered functions changes")
+        for function_id, handler, description in _FUNCTIONS:
+            self.function(function_id, functools.partial(handler, host), description)
+        self.function("engine::baggage::get", _baggage_get, "Read a baggage entry")
+        self.function("engine::baggage::set", _baggage_set, "Set a baggage entry")
+        self.function("engine::baggage::get_all", _baggage_get_all, "Read all baggage entries")
+        for level_name, level in _LEVELS:
+            self.function(
+                f"engine::log::{level_name}", _logger(level), f"Log at {level_name} level"
+            )
+        self._functions_dirty = False
+
+    def worker_connected(self, worker: Worker) -> None:
+        self._workers_event("worker_connected", worker)
+
+    def worker_updated(self, worker: Worker) -> None:
+        self._workers_event("worker_metadata_updated", worker)
+
+    def worker_disconnected(self, worker: Worker) -> None:
+        self._workers_event("worker_disconnected", worker)
+
+    def _workers_event(self, event: str, worker: Worker) -> None:
+        self.host.fire_all(WORKERS_AVAILABLE, {"event": event, "worker_id": worker.worker_id})
+
+    def functions_changed(self) -> None:
+        self._functions_dirty = True
+
+    async def run(self) -> None:
+        """Fire ``engine::functions-available`` at most once per poll interval."""
+        host = self.host
+        while True:
+            await host.clock.sleep(self.config.functions_poll_interval)
+            if not self._functions_dirty:
+                continue
+            self._functions_dirty = False
+            if not host.bindings_of(FUNCTIONS_AVAILABLE):
+                continue
+            summaries = function_summaries(host)
+            host.fire_all(
+                FUNCTIONS_AVAILABLE, {"event": "functions_changed", "functions": summaries}
+            )
+            await host.relieve()

@@ -1,0 +1,26 @@
+"""The reference engine's worker modules (see ``iii.testing._api`` for the interface).
+
+``STANDARD_WORKERS`` is what every engine runs (those with a ``switch`` can be
+turned off: ``serve_engine(queue=False)``, ``--no-queue``).  A new worker module
+is one file here and one entry in that tuple; its options and CLI flags follow
+from its ``config_class``.
+"""
+
+from __future__ import annotations
+
+from .._api import EngineWorker
+from .channels import Channels
+from .engine_functions import EngineFunctions
+from .http_functions import HttpFunctions
+from .queue import MemoryQueue
+from .rbac import RbacGate
+
+__all__ = ["STANDARD_WORKERS"]
+
+STANDARD_WORKERS: tuple[type[EngineWorker], ...] = (
+    EngineFunctions,
+    Channels,
+    HttpFunctions,
+    MemoryQueue,
+    RbacGate,
+)

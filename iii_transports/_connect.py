@@ -1,0 +1,43 @@
+"""What the stream openers of every backend share.
+
+Each backend has one opener, ``open_stream(host, port, *, secure,
+ssl_context, timeout)``, used by its control-connection transport and by
+channel ends alike: TCP, then TLS when ``secure``, all within ``timeout``.
+TLS always runs over memory buffers (``ssl.SSLObject``: anyio's and trio's TLS
+streams, and ``BlockingStream`` for threads), never ``SSLContext.wrap_socket``.
+An opener raises ``OSError`` and nothing else for a failure (``TimeoutError``
+for the timeout, ``ssl.SSLError`` for a refused certificate), so callers
+catch one family whatever the backend.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Optional
+
+__all__ = ["READ_SIZE", "client_tls", "timed_out", "tls_broken"]
+
+#: Bytes asked for per read.
+READ_SIZE = 65536
+
+
+def client_tls(secure: bool, ssl_context: Optional[ssl.SSLContext]) -> Optional[ssl.SSLContext]:
+    """The TLS settings of a stream: ``None`` for plain TCP; else ``ssl_context``,
+    or by default a context that verifies the engine's certificate."""
+    if not secure:
+        return None
+    return ssl_context if ssl_context is not None else ssl.create_default_context()
+
+
+def timed_out(host: str, port: int) -> TimeoutError:
+    return TimeoutError(f"timed out connecting to {host}:{port}")
+
+
+def tls_broken(exc: BaseException) -> OSError:
+    """What to raise for a TLS handshake the libraries report as a "broken
+    resource": the ``ssl.SSLError`` (or other ``OSError``) behind it, else a
+    ``ConnectionError`` (the peer hung up)."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OSError):
+        return cause
+    return ConnectionError("connection lost during the TLS handshake")
