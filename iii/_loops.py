@@ -376,7 +376,6 @@ class _ParkedTask(_HostWaiter):
         self.has_value = False
 
     def _resolve(self, value: Outcome) -> None:
-        import outcome
         import trio
 
         if self.has_value:
@@ -384,7 +383,9 @@ class _ParkedTask(_HostWaiter):
         self.value, self.has_value = value, True
         task, self.task = self.task, None
         if task is not None:
-            trio.lowlevel.reschedule(task, outcome.Value(value))
+            # The task reads ``self.value``: no ``outcome`` (a dependency of
+            # trio's, not of ours) is needed to pass it.
+            trio.lowlevel.reschedule(task)
 
     async def wait(self) -> Outcome:
         import trio
@@ -400,8 +401,9 @@ class _ParkedTask(_HostWaiter):
             self.has_value = True  # a late value is dropped
             return trio.lowlevel.Abort.SUCCEEDED
 
-        value: Outcome = await trio.lowlevel.wait_task_rescheduled(abort)
-        return value
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        assert self.value is not None
+        return self.value
 
 
 class TrioHost(Host):
