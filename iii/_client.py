@@ -102,6 +102,7 @@ class TriggerTypeRef:
         return self._worker.register_function(function_id, handler, description=description)
 
     def unregister(self) -> None:
+        """Stop providing this trigger type (``III.unregister_trigger_type``)."""
         self._worker.unregister_trigger_type(self.id)
 
 
@@ -219,6 +220,7 @@ class III:
         return self._session.config.url
 
     def get_address(self) -> str:
+        """The engine URL this worker connects to (``address``)."""
         return self._session.config.url
 
     def _endpoint(self) -> Endpoint:
@@ -230,6 +232,8 @@ class III:
         return self._session.conn.worker_id
 
     def get_connection_state(self) -> IIIConnectionState:
+        """``"disconnected"``, ``"connecting"``, ``"connected"``, ``"reconnecting"``
+        or ``"failed"`` (for good: refused, retries exhausted, or an internal error)."""
         return self._session.state  # type: ignore[return-value]
 
     def add_connection_state_listener(
@@ -518,21 +522,39 @@ class III:
     # -- engine listings ---------------------------------------------------------
 
     def list_functions(self) -> list[FunctionInfo]:
+        """Every function the engine knows (``engine::functions::list``).
+
+        Raises:
+            IIIInvocationError: the call failed (as for ``trigger``).
+        """
         return _functions(self.trigger(_LIST_FUNCTIONS))
 
     async def list_functions_async(self) -> list[FunctionInfo]:
+        """``list_functions`` for asyncio and trio callers."""
         return _functions(await self.trigger_async(_LIST_FUNCTIONS))
 
     def list_workers(self) -> list[WorkerInfo]:
+        """Every worker connected to the engine (``engine::workers::list``).
+
+        Raises:
+            IIIInvocationError: the call failed (as for ``trigger``).
+        """
         return _workers(self.trigger(_LIST_WORKERS))
 
     async def list_workers_async(self) -> list[WorkerInfo]:
+        """``list_workers`` for asyncio and trio callers."""
         return _workers(await self.trigger_async(_LIST_WORKERS))
 
     def list_triggers(self) -> list[TriggerInfo]:
+        """Every binding the engine knows (``engine::registered-triggers::list``).
+
+        Raises:
+            IIIInvocationError: the call failed (as for ``trigger``).
+        """
         return _triggers(self.trigger(_LIST_TRIGGERS))
 
     async def list_triggers_async(self) -> list[TriggerInfo]:
+        """``list_triggers`` for asyncio and trio callers."""
         return _triggers(await self.trigger_async(_LIST_TRIGGERS))
 
     # -- shutdown ----------------------------------------------------------------
