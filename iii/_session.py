@@ -570,20 +570,24 @@ class Session:
         self.settled.set(True)
 
     def _on_failed(self, event: ev.ConnectionFailedEvent) -> None:
-        self.failure = ConnectionFailed(event.code, event.message)
         self.problem = f"{event.code}: {event.message}"
         log.error("worker failed: %s: %s", event.code, event.message)
         rejection = event.rejection
-        if rejection is not None:
-            self._rejected(
-                RegistrationRejectedError(
-                    rejection.code,
-                    rejection.namespace,
-                    rejection.worker_name,
-                    rejection.owner_worker_id,
-                    function_id=rejection.function_id,
-                )
+        if rejection is None:
+            self.failure = ConnectionFailed(event.code, event.message)
+        else:
+            # The engine refused the worker itself (its name is taken): the
+            # failure is a RegistrationRejectedError, as the official SDK's.
+            error = RegistrationRejectedError(
+                rejection.code,
+                rejection.namespace,
+                rejection.worker_name,
+                rejection.owner_worker_id,
+                function_id=rejection.function_id,
+                message=event.message,
             )
+            self.failure = error
+            self._rejected(error)
         self.settled.set(True)
 
     def _on_function_rejected(self, event: ev.FunctionRejected) -> None:
