@@ -82,7 +82,7 @@ def main() -> None:
                     {
                         "function_id": "shop::place",
                         "payload": {"item": "cake", "quantity": 1},
-                        "action": iii.TriggerAction.Enqueue(queue="orders"),
+                        "action": iii.TriggerAction.Enqueue(queue="default"),
                     }
                 )
                 print("enqueued ->", receipt)

@@ -261,6 +261,7 @@ async def _serve(data: bytes) -> None:
         trigger_ack_timeout=10.0,
         functions_poll_interval=1e9,
         channel_sweep_interval=1e9,
+        rest_api=False,  # its own TCP listener is not what this target feeds
     )
     engine = Engine(
         transcript=False, max_message_size=LIMIT, handshake_timeout=10.0, options=options

@@ -27,8 +27,9 @@ injection (``drop``, ``drop_all``, ``stop``/``start``/``restart``, ``delay_resul
 ``withhold_results``, ``send_raw``/``send_text``/``send_frame``/``send_ping``).
 
 The engine is a core (connections, registry, routing) plus worker modules: the
-``engine::*`` functions, channels, HTTP-invoked functions, the in-memory queue
-and the RBAC gate, each an ``EngineWorker`` built on the ``EngineHost``
+``engine::*`` functions, channels, HTTP-invoked functions, the standard workers
+(the queue: ``queue_configs``, ``queue_stats()``, ``dead_letters()``; pubsub:
+``pubsub_stats()``) and the RBAC gate, each an ``EngineWorker`` built on the ``EngineHost``
 interface (``iii.testing._api``).  Modules with a switch can be turned off
 (``queue=False``, ``--no-queue``); more can be added (``workers=[...]``).  Their
 schedules run on the engine's ``clock`` (``ManualClock`` lets a test advance it).

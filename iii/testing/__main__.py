@@ -2,7 +2,8 @@
 
 Prints the engine URL (one line) as soon as it listens; with ``--rbac`` a second
 line gives the RBAC listener's URL, then one ``name: url`` line per listener a
-worker module opened.  SIGINT or SIGTERM stops it.  Worker modules are turned
+worker module opened (``http: http://127.0.0.1:3111``, the HTTP worker's routes;
+``--http-port`` moves it).  SIGINT or SIGTERM stops it.  Worker modules are turned
 off with ``--no-<module>`` and configured with their options' flags (see
 ``--help``).  A bad flag or
 value is reported by argparse, naming the flag (exit status 2).
@@ -16,7 +17,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 import anyio
@@ -26,6 +27,7 @@ from ._options import check_option, check_options, module_options
 from ._server import DEFAULT_PORT
 from ._transcript import DEFAULT_TRANSCRIPT_LIMIT
 from ._workers import STANDARD_WORKERS
+from ._workers.rest_api import DEFAULT_HTTP_PORT
 
 
 def _typed(option: str, convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -56,6 +58,18 @@ def _grace_ms(text: str) -> float:
     if ms < 0:
         raise ValueError(f"expected 0 or more milliseconds, got {ms}")
     return ms / 1000
+
+
+def _json_or_file(value: str) -> Any:
+    """A JSON value given inline or as the path of a JSON file."""
+    text = value
+    if not value.lstrip().startswith(("{", "[")) and os.path.exists(value):
+        with open(value, encoding="utf-8") as fh:
+            text = fh.read()
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"neither JSON nor a JSON file: {exc}") from None
 
 
 def _rbac(value: str) -> Any:
@@ -149,18 +163,31 @@ def _module_flags(p: argparse.ArgumentParser) -> None:
                 flag, dest=_MODULE + name, action=argparse.BooleanOptionalAction, help=option.help
             )
             continue
-        convert: Callable[[str], Any] = int if isinstance(default, int) else float
+        default = _CLI_DEFAULTS.get(name, default)
+        convert: Callable[[str], Any]
+        if isinstance(default, (int, float)):
+            convert = int if isinstance(default, int) else float
+            metavar = type(default).__name__.upper()
+        elif isinstance(default, Mapping):  # inline JSON or a JSON file; the check reads it
+            convert, metavar = _json_or_file, "JSON_OR_FILE"
+        else:  # text (lists and the like too), as the option's own check takes it
+            convert, metavar = str, "TEXT"
+        shown = f" (default {json.dumps(default)})" if default not in (None, ()) else ""
         group.add_argument(
             flag,
             dest=_MODULE + name,
-            metavar=type(default).__name__.upper(),
+            metavar=metavar,
             type=_typed(name, convert),
-            help=f"{option.help} (default {default})",
+            help=f"{option.help}{shown}",
         )
 
 
 #: argparse destination prefix of the worker modules' options
 _MODULE = "module:"
+
+#: Options whose default differs in the CLI: the real engine's fixed ports, so the
+#: official docs' URLs (``http://localhost:3111/...``) work as written.
+_CLI_DEFAULTS: dict[str, Any] = {"http_port": DEFAULT_HTTP_PORT}
 
 
 def _module_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -181,7 +208,7 @@ async def _serve(args: argparse.Namespace) -> None:
         transcript_limit=args.transcript_limit,
         namespace_grace=args.namespace_grace,
         lenient_frames=args.lenient_frames,
-        **_module_settings(args),
+        **{**_CLI_DEFAULTS, **_module_settings(args)},
     ) as engine:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             print(engine.url, flush=True)

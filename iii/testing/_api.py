@@ -181,6 +181,9 @@ class EngineHost(Protocol):
     def active_invocations(self) -> dict[str, int]:
         """Invocations running on each worker (by worker id)."""
 
+    def module(self, name: str) -> Optional[EngineWorker]:
+        """Another worker module of this run (None: switched off or unknown)."""
+
     # -- functions and trigger types -----------------------------------------------
 
     def register_function(
@@ -345,8 +348,10 @@ class EngineWorker:
     Methods to override (all optional): ``install`` (register functions,
     trigger types, routes, plug points: called once per engine run, when the
     core is built, before any connection; nothing runs yet, so no ``spawn``
-    there), ``run`` (background work, started with the run and cancelled at its
-    end: open listeners and ``spawn`` tasks from here or from handlers),
+    there), ``start`` (open listeners whose URLs must be known when the engine
+    has started; ``spawn`` works), ``run`` (background work, started with the
+    run and cancelled at its end: open listeners and ``spawn`` tasks from here
+    or from handlers),
     ``close`` (release resources after ``run`` ended), and the hooks
     ``worker_connected``, ``worker_updated`` (announce), ``worker_disconnected``
     and ``functions_changed``.
@@ -365,6 +370,10 @@ class EngineWorker:
 
     def install(self) -> None:
         """Register functions, trigger types, routes."""
+
+    async def start(self) -> None:
+        """Open the module's listeners: the engine counts as started (``serve_engine``
+        returns, the CLI prints the URLs) once every module's ``start`` returned."""
 
     async def run(self) -> None:
         """Background work for the engine run (return when there is none)."""

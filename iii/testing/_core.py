@@ -159,6 +159,9 @@ class EngineCore(EngineHost):
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 for module in self.modules.values():
+                    if module.overrides("start"):
+                        await module.start()
+                for module in self.modules.values():
                     if module.overrides("run"):
                         tg.start_soon(module.run)
                 task_status.started()

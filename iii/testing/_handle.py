@@ -15,6 +15,8 @@ from typing import Any, Optional
 import anyio
 import anyio.abc
 
+from iii_protocol._json import JSONObject
+
 from ._api import EngineWorker
 from ._clock import Clock, ManualClock
 from ._controls import Faults, ResultRule
@@ -24,6 +26,7 @@ from ._rbac import RbacLike, as_rbac
 from ._server import DEFAULT_PORT, MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, Server
 from ._transcript import DEFAULT_TRANSCRIPT_LIMIT, Transcript
 from ._views import Waits
+from ._workers.cron import Cron
 
 __all__ = ["DEFAULT_PORT", "Engine", "serve_engine"]
 
@@ -93,6 +96,15 @@ class Engine(Faults, Waits):
         return out
 
     @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP worker (``rest_api``), where the ``http``
+        trigger routes are served.  ``RuntimeError`` when that module is off."""
+        url = self._server.urls.get("http")
+        if url is None or not self.options.enabled("rest_api"):
+            raise RuntimeError("the HTTP worker module is off (rest_api=False)")
+        return url
+
+    @property
     def running(self) -> bool:
         return self._server.running
 
@@ -124,6 +136,12 @@ class Engine(Faults, Waits):
     def clock(self) -> Clock:
         """The engine's clock (``SystemClock``, or the ``ManualClock`` a test moves)."""
         return self.options.clock
+
+    def cron_jobs(self) -> list[JSONObject]:
+        """The ``cron`` bindings' jobs: ``id``, ``function_id``, ``expression``,
+        ``next_run`` (RFC 3339, set while the job sleeps until then), ``runs``..."""
+        module = self.core.module("cron")
+        return module.describe() if isinstance(module, Cron) else []
 
     def advance_clock(self, seconds: float) -> int:
         """Move the engine's ``ManualClock`` forward; returns how many sleepers woke."""

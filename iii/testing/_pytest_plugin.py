@@ -17,6 +17,12 @@ Fixtures:
     run by anyio's pytest plugin (``@pytest.mark.anyio``; asyncio or trio via
     the ``anyio_backend`` fixture).
 
+Every engine serves the ``http`` trigger routes on its own port
+(``iii_engine.http_url``), and its schedules (``cron`` bindings, queue retries)
+run on its clock: ``@pytest.mark.iii_engine(clock="manual")`` and
+``iii_engine.advance_clock(seconds)`` fire them without waiting
+(``iii_engine.cron_jobs()`` says when each job is due).
+
 When a test that used an engine fails, the tail of the engine's transcript is
 attached to the report.
 

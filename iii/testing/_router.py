@@ -52,6 +52,23 @@ ResultHook = Callable[[Pending, JSON, Optional[ErrorDict]], bool]
 _dumps = jsonio.dumps
 
 
+def enqueue_error(error: ErrorDict) -> ErrorDict:
+    """The ``enqueue_error`` a caller gets when the queue provider failed: the
+    real engine's words for a missing provider; an ``enqueue_error`` of the
+    provider as it is (the built-in queue's, in the words of the engine that
+    had the queue built in: ``Queue 'x' not found``); else ``"code: message"``."""
+    code, message = error.get("code"), error.get("message")
+    if code == "function_not_found":
+        message = (
+            "No queue provider is installed. `TriggerAction::Enqueue` routes through the "
+            f"`{QUEUE_FUNCTION_ID}` provider, which the standalone queue worker registers. "
+            f"Add it with `iii worker add queue`. (underlying: {message})"
+        )
+    elif code != "enqueue_error":
+        message = f"{code}: {message}"
+    return error_body("enqueue_error", str(message))
+
+
 def _log_failure(function_id: str) -> Waiter:
     def done(result: JSON, error: Optional[ErrorDict]) -> None:
         if error is not None:
@@ -393,20 +410,8 @@ class Router:
             if inv_id is None or w.cleaned:
                 return
             if error is not None:
-                message = f"Failed to enqueue message: {error.get('message')}"
-                self.reply(w, inv_id, f.function_id, None, error_body("enqueue_error", message))
+                self.reply(w, inv_id, f.function_id, None, enqueue_error(error))
             else:
                 self.reply(w, inv_id, f.function_id, {"messageReceiptId": receipt}, None)
 
-        if (DEFAULT, QUEUE_FUNCTION_ID) not in self.functions and (
-            QUEUE_FUNCTION_ID not in self.builtins
-        ):
-            done(
-                None,
-                error_body(
-                    "function_not_found",
-                    f"function {QUEUE_FUNCTION_ID} not found: no queue worker is installed",
-                ),
-            )
-            return
         self.invoke(DEFAULT, QUEUE_FUNCTION_ID, job, on_done=done)

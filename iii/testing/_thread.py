@@ -171,6 +171,11 @@ class EngineThread:
         return self._call(lambda: self.engine.urls)
 
     @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP worker (``rest_api``): the ``http`` routes."""
+        return self._call(lambda: self.engine.http_url)
+
+    @property
     def transcript_limit(self) -> Optional[int]:
         return self.engine.transcript_limit
 
@@ -183,6 +188,10 @@ class EngineThread:
     def clock(self) -> Clock:
         """The engine's clock; move a ``ManualClock`` with ``advance_clock``."""
         return self.engine.clock
+
+    def cron_jobs(self) -> list[JSONObject]:
+        """The ``cron`` bindings' jobs (``next_run`` is set while a job sleeps)."""
+        return self._call(self.engine.cron_jobs)
 
     def advance_clock(self, seconds: float) -> int:
         """Move the engine's ``ManualClock`` forward (on the engine's thread)."""
@@ -220,6 +229,10 @@ class EngineThread:
 
     def dead_letters(self) -> list[JSONObject]:
         return self._call(self.engine.dead_letters)
+
+    def pubsub_stats(self) -> JSONObject:
+        """The pubsub module's counters (``Engine.pubsub_stats``)."""
+        return self._call(self.engine.pubsub_stats)
 
     def stats(self) -> JSONObject:
         return self._call(self.engine.stats)

@@ -19,6 +19,7 @@ from ._records import Worker
 from ._server import Server
 from ._transcript import Transcript
 from ._workers.channels import Channels
+from ._workers.pubsub import PubSub
 from ._workers.queue import MemoryQueue
 
 __all__ = ["Views", "Waits", "describe_worker"]
@@ -136,12 +137,24 @@ class Views:
         return module.describe() if isinstance(module, Channels) else []
 
     def queue_stats(self) -> JSONObject:
+        """The queue module's counters: ``queued``, ``in_flight``, ``retrying``,
+        ``delivered``, ``failed``, ``dead_letters``, each named queue's settings and
+        counts (``queues``), the durable subscriptions (``topics``)."""
         module = self.core.module("queue")
         return module.stats() if isinstance(module, MemoryQueue) else {"enabled": False}
 
     def dead_letters(self) -> list[JSONObject]:
+        """Every dead-lettered job, oldest first: ``queue`` (or topic), ``kind``,
+        ``id``, ``function_id``, ``namespace``, ``data``, ``messageReceiptId``,
+        ``attempts``, ``error`` (the last failure), ``reason``, ``failed_at_ms``."""
         module = self.core.module("queue")
-        return list(module.dead_letters) if isinstance(module, MemoryQueue) else []
+        return module.dead_letters() if isinstance(module, MemoryQueue) else []
+
+    def pubsub_stats(self) -> JSONObject:
+        """The pubsub module's counters: ``published``, ``deliveries`` (subscriber
+        calls made), ``topics`` (subscriptions per topic)."""
+        module = self.core.module("pubsub")
+        return module.stats() if isinstance(module, PubSub) else {"enabled": False}
 
     def stats(self) -> JSONObject:
         core = self.core

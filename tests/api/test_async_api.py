@@ -95,7 +95,7 @@ def test_errors_void_and_enqueue(iii_engine, run):
                 await done.wait()
             done = anyio.Event()
             receipt = await w.trigger_async({"function_id": "ae::job", "payload": 2,
-                                             "action": iii.TriggerAction.Enqueue(queue="q")})
+                                             "action": iii.TriggerAction.Enqueue(queue="default")})
             assert isinstance(receipt, iii.EnqueueResult)
             with anyio.fail_after(5):
                 await done.wait()

@@ -131,7 +131,7 @@ def test_void_and_enqueue(iii_engine, worker, caller):
     assert ran.wait(5)
     ran.clear()
     receipt = caller.trigger({"function_id": "jobs::run", "payload": {"n": 2},
-                              "action": iii.TriggerAction.Enqueue(queue="work")})
+                              "action": iii.TriggerAction.Enqueue(queue="default")})
     assert isinstance(receipt, iii.EnqueueResult)
     assert len(receipt.message_receipt_id) == 36
     assert receipt.messageReceiptId == receipt.message_receipt_id

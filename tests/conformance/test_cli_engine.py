@@ -40,6 +40,8 @@ def cli_engine(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str
             "iii.testing",
             "--port",
             str(port),
+            "--http-port",
+            "0",
             "--transcript",
             str(transcript),
             "--log-level",

@@ -169,7 +169,7 @@ def test_enqueue_answers_an_enqueue_result(iii_engine: EngineThread, worker: Any
         {
             "function_id": "forms::queued",
             "payload": {},
-            "action": iii.TriggerAction.Enqueue(queue="forms"),
+            "action": iii.TriggerAction.Enqueue(queue="default"),
         }
     )
     assert isinstance(receipt, EnqueueResult)

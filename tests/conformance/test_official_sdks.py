@@ -90,7 +90,7 @@ def test_void_call_returns_nothing_and_the_handler_runs(pair: Pair) -> None:
 def test_enqueue_returns_a_receipt_and_the_queue_runs_the_handler(pair: Pair) -> None:
     register(pair, "conf::job", "record")
     out = pair.b.ok(
-        "trigger", function_id="conf::job", payload={"job": 7}, action={"enqueue": "jobs"}
+        "trigger", function_id="conf::job", payload={"job": 7}, action={"enqueue": "default"}
     )
     receipt = out["result"]
     assert set(receipt) == {"messageReceiptId"}, receipt

@@ -127,7 +127,7 @@ def test_official_void_and_enqueue_to_ours(pair: Pair, ours: Ours) -> None:
     data, _ = ours.next_seen("ours::record")
     assert data["v"] == 1
     out = pair.b.ok(
-        "trigger", function_id="ours::record", payload={"job": 2}, action={"enqueue": "q"}
+        "trigger", function_id="ours::record", payload={"job": 2}, action={"enqueue": "default"}
     )
     assert UUID4.match(out["result"]["messageReceiptId"])
     data, _ = ours.next_seen("ours::record")
@@ -186,7 +186,7 @@ def test_ours_void_enqueue_and_metadata_to_official(pair: Pair, ours: Ours) -> N
         {
             "function_id": "sbs::record",
             "payload": {"job": 3},
-            "action": iii.TriggerAction.Enqueue(queue="q"),
+            "action": iii.TriggerAction.Enqueue(queue="default"),
         }
     )
     assert isinstance(receipt, iii.EnqueueResult)

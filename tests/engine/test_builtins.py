@@ -8,10 +8,20 @@ import re
 
 import pytest
 
+from iii.testing._workers import STANDARD_WORKERS
+
 from .conftest import own_engine
 from .wsclient import UUID4, Peer, new_id, settle
 
 pytestmark = pytest.mark.anyio
+
+#: Workers of the standard worker modules (iii-engine, iii-queue, iii-cron, ...).
+ENGINE_WORKERS = {m.worker_name for m in STANDARD_WORKERS}
+
+
+def user_types(listed):
+    """Trigger types of connected workers (the standard modules provide some too)."""
+    return [t for t in listed if t["worker_name"] not in ENGINE_WORKERS]
 
 
 async def call_ok(peer, function_id, data=None, **fields):
@@ -110,13 +120,21 @@ async def setup_world(engine):
 async def test_functions_list(engine):
     a, _b, _ = await setup_world(engine)
     listed = (await call_ok(a, "engine::functions::list", {}))["functions"]
-    assert [(f["function_id"], f["namespace"]) for f in listed] == [
-        ("engine::queue::enqueue", "default"),
+    # The standard worker modules' functions are listed too (engine::* only as
+    # engine::queue::*); the workers' own, sorted:
+    modules = {m.worker_name for m in STANDARD_WORKERS} - {"iii-engine"}
+    assert [
+        (f["function_id"], f["namespace"]) for f in listed if f["worker_name"] not in modules
+    ] == [
         ("math::add", "default"),
         ("math::sub", "default"),
         ("orders::place", "orders"),
     ]
-    add = listed[1]
+    ids = [f["function_id"] for f in listed]
+    assert ids == sorted(ids)
+    assert {"engine::queue::enqueue", "engine::queue::dlq_messages", "publish"} <= set(ids)
+    assert all(i.startswith("engine::queue::") for i in ids if i.startswith("engine::"))
+    add = next(f for f in listed if f["function_id"] == "math::add")
     assert add == {
         "function_id": "math::add",
         "namespace": "default",
@@ -172,7 +190,7 @@ async def test_functions_info(engine):
 async def test_triggers_list_and_info(engine):
     a, _, _ = await setup_world(engine)
     listed = (await call_ok(a, "engine::triggers::list", {}))["triggers"]
-    assert listed == [
+    assert user_types(listed) == [
         {
             "id": "webhook",
             "namespace": "orders",
@@ -180,8 +198,11 @@ async def test_triggers_list_and_info(engine):
             "description": "Incoming webhook",
         }
     ]
+    assert {"subscribe", "durable:subscriber"} <= {t["id"] for t in listed}
     internal = await call_ok(a, "engine::triggers::list", {"include_internal": True})
-    assert {t["id"] for t in internal["triggers"]} == {
+    assert {t["id"] for t in user_types(internal["triggers"])} | {
+        t["id"] for t in internal["triggers"] if t["id"].startswith("engine::")
+    } == {
         "webhook",
         "engine::workers-available",
         "engine::functions-available",
@@ -256,7 +277,7 @@ async def test_workers_list_and_info(engine):
     engine_row = next(w for w in workers if w["name"] == "iii-engine")
     assert engine_row["runtime"] == "engine" and engine_row["status"] == "available"
     only_engine = await call_ok(a, "engine::workers::list", {"runtime": "engine"})
-    assert {w["name"] for w in only_engine["workers"]} == {"iii-engine", "iii-queue"}
+    assert {w["name"] for w in only_engine["workers"]} == ENGINE_WORKERS
     info = await call_ok(a, "engine::workers::info", {"name": "beta", "namespace": "orders"})
     assert info["worker"]["id"] == b.worker_id
     assert info["worker"]["pid"] == os.getpid()
@@ -385,7 +406,9 @@ async def test_queue_enqueue_builtin_directly(engine):
     await settle(provider)
     caller = await Peer.join(engine.url, "c")
     receipt = await call_ok(
-        caller, "engine::queue::enqueue", {"queue": "q", "function_id": "job::fn", "data": [1]}
+        caller,
+        "engine::queue::enqueue",
+        {"queue": "default", "function_id": "job::fn", "data": [1]},
     )
     assert re.match(UUID4, receipt["messageReceiptId"])
     assert (await provider.recv_type("invokefunction"))["data"] == [1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -24,6 +25,8 @@ def free_port() -> int:
 def start(*args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env.pop("III_NAMESPACE_GRACE_MS", None)
+    if "--http-port" not in args:  # not the CLI's fixed 3111: tests run side by side
+        args = (*args, "--http-port", "0")
     return subprocess.Popen(
         [sys.executable, "-m", "iii.testing", *args],
         stdout=subprocess.PIPE,
@@ -63,7 +66,10 @@ def test_cli_prints_url_serves_and_stops_on_signal(sig, tmp_path):
             proc.kill()
             proc.wait()
         stdout, _stderr = proc.communicate()
-    assert stdout == ""  # only the URL line was printed
+    # Then only the worker modules' listeners, one "name: url" line each.
+    assert all(
+        re.fullmatch(r"[a-z_]+: \w+://127\.0\.0\.1:\d+", line) for line in stdout.splitlines()
+    )
     lines = [json.loads(line) for line in transcript.read_text().splitlines()]
     assert any(e["conn"] == worker_id and e.get("frame", {}).get("type") == "pong" for e in lines)
 

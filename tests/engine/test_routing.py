@@ -288,7 +288,7 @@ async def test_enqueue_returns_a_receipt_and_delivers_later(engine):
     inv = await caller.invoke(
         "math::add",
         {"a": 1},
-        action={"type": "enqueue", "queue": "jobs"},
+        action={"type": "enqueue", "queue": "default"},
         metadata={"m": 1},
         traceparent="00-aa-bb-01",
     )
@@ -318,7 +318,9 @@ async def test_enqueue_returns_a_receipt_and_delivers_later(engine):
 
 async def test_enqueue_to_a_namespace(engine):
     provider, caller = await pair(engine, "q::fn", namespace="orders")
-    await caller.invoke("q::fn", 5, namespace="orders", action={"type": "enqueue", "queue": "q"})
+    await caller.invoke(
+        "q::fn", 5, namespace="orders", action={"type": "enqueue", "queue": "default"}
+    )
     assert "messageReceiptId" in (await caller.recv())["result"]
     assert (await provider.recv())["data"] == 5
 
@@ -326,7 +328,7 @@ async def test_enqueue_to_a_namespace(engine):
 async def test_enqueue_of_a_missing_function_is_retried_then_dead_lettered():
     async with own_engine(queue_backoff=0.01, queue_max_attempts=3) as eng:
         caller = await Peer.join(eng.url, "c")
-        result = await caller.call("ghost::fn", 1, action={"type": "enqueue", "queue": "jobs"})
+        result = await caller.call("ghost::fn", 1, action={"type": "enqueue", "queue": "default"})
         receipt = result["result"]["messageReceiptId"]
         await eng.wait_for(lambda: eng.dead_letters())
         dead = eng.dead_letters()[0]
@@ -338,7 +340,7 @@ async def test_enqueue_of_a_missing_function_is_retried_then_dead_lettered():
 async def test_enqueue_waits_for_a_function_registered_later():
     async with own_engine(queue_backoff=0.05, queue_max_attempts=10) as eng:
         caller = await Peer.join(eng.url, "c")
-        await caller.call("later::fn", "payload", action={"type": "enqueue", "queue": "jobs"})
+        await caller.call("later::fn", "payload", action={"type": "enqueue", "queue": "default"})
         provider = await Peer.join(eng.url, "late")
         await provider.register("later::fn")
         frame = await provider.recv_type("invokefunction", timeout=5)
@@ -384,7 +386,7 @@ async def test_void_enqueue_has_no_receipt(engine):
             "type": "invokefunction",
             "function_id": "math::add",
             "data": 3,
-            "action": {"type": "enqueue", "queue": "jobs"},
+            "action": {"type": "enqueue", "queue": "default"},
         }
     )
     assert (await provider.recv())["data"] == 3

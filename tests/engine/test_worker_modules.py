@@ -310,7 +310,9 @@ async def test_the_queue_retries_on_the_engine_clock():
         await handler.register("job::flaky")
         caller = await Peer.join(engine.url, "enqueuer")
         await settle(handler)
-        out = await caller.call("job::flaky", {"n": 1}, action={"type": "enqueue", "queue": "q"})
+        out = await caller.call(
+            "job::flaky", {"n": 1}, action={"type": "enqueue", "queue": "default"}
+        )
         assert "messageReceiptId" in out["result"]
         first = await handler.recv_type("invokefunction")
         error = {"code": "boom", "message": "try again"}
@@ -344,7 +346,7 @@ def test_engine_thread_exposes_modules_and_the_clock():
         engine.call(lambda: clock.wait_for_sleepers(1, within=2.0))
         assert engine.advance_clock(2.0) == 1
         engine.wait_for(lambda: module.ticks == 1)
-        assert engine.urls == {"main": engine.url}
+        assert engine.urls["main"] == engine.url and "ticker" not in engine.urls
     with EngineThread() as plain, pytest.raises(RuntimeError, match="ManualClock"):
         plain.advance_clock(1.0)
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from .._api import EngineWorker
 from .channels import Channels
+from .cron import Cron
 from .engine_functions import EngineFunctions
 from .http_functions import HttpFunctions
+from .pubsub import PubSub
 from .queue import MemoryQueue
 from .rbac import RbacGate
+from .rest_api import RestApi
 
 __all__ = ["STANDARD_WORKERS"]
 
@@ -22,5 +25,8 @@ STANDARD_WORKERS: tuple[type[EngineWorker], ...] = (
     Channels,
     HttpFunctions,
     MemoryQueue,
+    PubSub,
     RbacGate,
+    Cron,
+    RestApi,
 )

@@ -231,6 +231,10 @@ def _engine_workers(host: EngineHost) -> list[JSONObject]:
     for fid, b in host.builtins.items():
         if (DEFAULT, fid) not in host.functions:
             groups[b.worker_name] = groups.get(b.worker_name, 0) + 1
+    # Modules that only provide trigger types (iii-cron, iii-http) are workers too.
+    for entry in host.trigger_types.values():
+        if entry.provider is None and entry.worker_name:
+            groups.setdefault(entry.worker_name, 0)
     for name, count in sorted(groups.items()):
         out.append(
             {

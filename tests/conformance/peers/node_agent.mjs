@@ -60,6 +60,7 @@ const worker = sdk.registerWorker(url, options)
 const functions = new Map()
 const triggers = new Map()
 const bindings = new Map() // provider side: binding id -> trigger config
+const flakyCalls = new Map() // "flaky" handlers: calls so far, by function id
 
 function makeHandler(functionId, behavior, args) {
   return async (data, metadata) => {
@@ -71,6 +72,14 @@ function makeHandler(functionId, behavior, args) {
         return { recorded: functionId }
       case 'fail':
         throw new Error(args.message ?? 'handler failed')
+      // -- queue/pubsub tests: report each call, fail the first `fail_times` --
+      case 'flaky': {
+        const calls = (flakyCalls.get(functionId) ?? 0) + 1
+        flakyCalls.set(functionId, calls)
+        emit({ event: 'invoked', function_id: functionId, data: data ?? null, attempt: calls })
+        if (calls <= (args.fail_times ?? Infinity)) throw new Error(`attempt ${calls} failed`)
+        return { attempt: calls }
+      }
       case 'none':
         return undefined
       case 'sleep':
@@ -105,6 +114,28 @@ function makeHandler(functionId, behavior, args) {
         writer.stream.write(Buffer.from('from ' + name))
         await new Promise((resolve) => writer.stream.end(resolve))
         return { writer_type: writer.constructor.name }
+      }
+      // -- the HTTP worker's routes (whttp) --
+      case 'http_record': { // report the request, answer args.result
+        const { request_body: requestBody, response, ...request } = data
+        emit({
+          event: 'http_request',
+          function_id: functionId,
+          request,
+          request_body_type: requestBody?.constructor?.name ?? null,
+          response_type: response?.constructor?.name ?? null,
+          metadata: metadata ?? null,
+        })
+        return args.result
+      }
+      case 'http_stream': { // stream status, headers and an echo of the body
+        const body = await data.request_body.readAll()
+        const writer = data.response
+        writer.sendMessage(JSON.stringify({ type: 'set_status', status_code: args.status ?? 200 }))
+        writer.sendMessage(JSON.stringify({ type: 'set_headers', headers: args.headers ?? {} }))
+        writer.stream.write(Buffer.concat([Buffer.from('echo: '), body]))
+        await new Promise((resolve) => writer.stream.end(resolve))
+        return undefined
       }
       default:
         throw new Error('unknown behavior ' + behavior)

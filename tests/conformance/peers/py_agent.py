@@ -97,6 +97,7 @@ class Agent:
         self.functions: dict[str, Any] = {}
         self.triggers: dict[str, Any] = {}
         self.bindings: dict[str, Any] = {}  # provider side: binding id -> TriggerConfig
+        self.calls: dict[str, int] = {}  # "flaky" handlers: calls so far, by function id
 
     # -- handlers ----------------------------------------------------------------
 
@@ -118,6 +119,14 @@ class Agent:
                 return {"recorded": function_id}
             if behavior == "fail":
                 raise RuntimeError(args.get("message", "handler failed"))
+            # -- queue/pubsub tests: report each call, fail the first `fail_times` --
+            if behavior == "flaky":
+                calls = self.calls[function_id] = self.calls.get(function_id, 0) + 1
+                emit({"event": "invoked", "function_id": function_id, "data": data,
+                      "attempt": calls})
+                if calls <= args.get("fail_times", 1 << 30):
+                    raise RuntimeError(f"attempt {calls} failed")
+                return {"attempt": calls}
             if behavior == "none":
                 return None
             if behavior == "sleep":
@@ -151,6 +160,31 @@ class Agent:
                 await writer.write(b"from " + name.encode())
                 await writer.close_async()
                 return {"writer_type": type(writer).__name__}
+            # -- the HTTP worker's routes (whttp) ------------------------------------
+            if behavior == "http_record":  # report the request, answer args["result"]
+                emit(
+                    {
+                        "event": "http_request",
+                        "function_id": function_id,
+                        "request": {
+                            k: v for k, v in data.items() if k not in ("request_body", "response")
+                        },
+                        "request_body_type": type(data.get("request_body")).__name__,
+                        "response_type": type(data.get("response")).__name__,
+                        "metadata": metadata,
+                    }
+                )
+                return args.get("result")
+            if behavior == "http_stream":  # stream status, headers and an echo of the body
+                body = await data["request_body"].read_all()
+                writer = data["response"]
+                status = {"type": "set_status", "status_code": args.get("status", 200)}
+                await writer.send_message_async(json.dumps(status))
+                headers = {"type": "set_headers", "headers": args.get("headers", {})}
+                await writer.send_message_async(json.dumps(headers))
+                await writer.write(b"echo: " + body)
+                await writer.close_async()
+                return None
             raise ValueError(f"unknown behavior {behavior}")
 
         return handler

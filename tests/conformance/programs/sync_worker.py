@@ -75,7 +75,7 @@ noted.wait(10)
 print("noted:", seen)
 
 receipt = worker.trigger({"function_id": "compat::add", "payload": {"a": 1, "b": 1},
-                          "action": TriggerAction.Enqueue(queue="compat")})
+                          "action": TriggerAction.Enqueue(queue="default")})
 print("enqueue:", sorted(receipt), isinstance(receipt["messageReceiptId"], str),
       receipt.get("messageReceiptId") == receipt["messageReceiptId"])
 
