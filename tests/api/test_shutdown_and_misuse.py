@@ -246,7 +246,10 @@ def test_bad_trigger_arguments_are_typed_and_nothing_is_sent(iii_engine):
         # The well-formed spellings work (dict actions too).
         assert worker.trigger({"function_id": "f", "timeout_ms": 5000}) == "ok"
         assert worker.trigger({"function_id": "f", "action": {"type": "void"}}) is None
-        receipt = worker.trigger({"function_id": "f", "action": {"type": "enqueue", "queue": "q"}})
+        # The engine knows the "default" queue only (unless configured otherwise).
+        receipt = worker.trigger(
+            {"function_id": "f", "action": {"type": "enqueue", "queue": "default"}}
+        )
         assert isinstance(receipt, iii.EnqueueResult)
         iii_engine.wait_for(lambda: sent_calls(iii_engine) >= before + 3)
         assert sent_calls(iii_engine) == before + 3
