@@ -522,11 +522,8 @@ class III:
     # -- engine listings ---------------------------------------------------------
 
     def list_functions(self) -> list[FunctionInfo]:
-        """Every function the engine knows (``engine::functions::list``).
-
-        Raises:
-            IIIInvocationError: the call failed (as for ``trigger``).
-        """
+        """Every function the engine knows (``engine::functions::list``), with its
+        description, formats, metadata, namespace and worker; fails as ``trigger`` does."""
         return _functions(self.trigger(_LIST_FUNCTIONS))
 
     async def list_functions_async(self) -> list[FunctionInfo]:
@@ -534,11 +531,7 @@ class III:
         return _functions(await self.trigger_async(_LIST_FUNCTIONS))
 
     def list_workers(self) -> list[WorkerInfo]:
-        """Every worker connected to the engine (``engine::workers::list``).
-
-        Raises:
-            IIIInvocationError: the call failed (as for ``trigger``).
-        """
+        """Every worker connected to the engine (``engine::workers::list``)."""
         return _workers(self.trigger(_LIST_WORKERS))
 
     async def list_workers_async(self) -> list[WorkerInfo]:
@@ -546,11 +539,8 @@ class III:
         return _workers(await self.trigger_async(_LIST_WORKERS))
 
     def list_triggers(self) -> list[TriggerInfo]:
-        """Every binding the engine knows (``engine::registered-triggers::list``).
-
-        Raises:
-            IIIInvocationError: the call failed (as for ``trigger``).
-        """
+        """Every binding the engine knows (``engine::registered-triggers::list``),
+        with its trigger type, function, config and metadata."""
         return _triggers(self.trigger(_LIST_TRIGGERS))
 
     async def list_triggers_async(self) -> list[TriggerInfo]:
