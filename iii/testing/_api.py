@@ -118,6 +118,10 @@ class RouteSocket(Protocol):
     """An upgraded WebSocket on one of the engine's listeners, as a route serves it."""
 
     label: str
+    #: the peer's address (``ip:port``) and the upgrade request's headers
+    #: (lower-case names; repeated ones joined with ``", "``)
+    remote_addr: str
+    headers: Mapping[str, str]
 
     async def read_loop(self, handler: MessageHandler) -> None:
         """Deliver every message (``"text"``/``"binary"``, payload) until the socket closes."""

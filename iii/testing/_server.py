@@ -301,12 +301,15 @@ class Server:
         label: str,
         leftover: bytes,
     ) -> WsConn:
+        remote_port = None
         try:
             remote = stream.extra(SocketAttribute.remote_address)
             remote_ip = str(remote[0]) if isinstance(remote, tuple) else str(remote)
+            if isinstance(remote, tuple):
+                remote_port = remote[1]
         except Exception:
             remote_ip = ""
-        return WsConn(
+        conn = WsConn(
             stream,
             ws,
             remote_ip=remote_ip,
@@ -318,6 +321,10 @@ class Server:
             max_frame_size=self.max_frame_size,
             leftover=leftover,
         )
+        if remote_port is not None:
+            host = f"[{remote_ip}]" if ":" in remote_ip else remote_ip
+            conn.remote_addr = f"{host}:{remote_port}"
+        return conn
 
     async def serve_websocket(
         self, stream: anyio.abc.SocketStream, route: WsRoute, core: EngineCore
@@ -371,6 +378,7 @@ class Server:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             return
         conn = self._conn(stream, ws, core, label, leftover)
+        conn.headers = headers
         if self.transcript is not None and route != "main":
             self.transcript.record(label, "in", "open", request.target)
         self.conns.add(conn)

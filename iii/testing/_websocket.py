@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Optional, Union
 
@@ -89,6 +89,9 @@ class WsConn:
         self.stream = stream
         self.ws = ws
         self.remote_ip = remote_ip
+        #: the peer's ``ip:port`` and the upgrade request's headers (lower-case names)
+        self.remote_addr = ""
+        self.headers: Mapping[str, str] = {}
         self.label = label
         self.transcript = transcript
         self._congestion = congestion

@@ -346,6 +346,7 @@ def test_engine_thread_exposes_modules_and_the_clock():
         engine.call(lambda: clock.wait_for_sleepers(1, within=2.0))
         assert engine.advance_clock(2.0) == 1
         engine.wait_for(lambda: module.ticks == 1)
+        # The module opened no listener (the standard ones may have theirs).
         assert engine.urls["main"] == engine.url and "ticker" not in engine.urls
     with EngineThread() as plain, pytest.raises(RuntimeError, match="ManualClock"):
         plain.advance_clock(1.0)

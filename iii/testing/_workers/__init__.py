@@ -17,6 +17,8 @@ from .pubsub import PubSub
 from .queue import MemoryQueue
 from .rbac import RbacGate
 from .rest_api import RestApi
+from .state import StateWorker
+from .stream import StreamWorker
 
 __all__ = ["STANDARD_WORKERS"]
 
@@ -29,4 +31,6 @@ STANDARD_WORKERS: tuple[type[EngineWorker], ...] = (
     RbacGate,
     Cron,
     RestApi,
+    StateWorker,
+    StreamWorker,
 )

@@ -249,6 +249,46 @@ const ops = {
     const body = await channel.reader.readAll()
     return { result: await call, text: body.toString('utf-8'), messages }
   },
+  // -- state/stream workers (tests/conformance/test_state_stream.py) ----------
+  create_stream(cmd) {
+    // Serve stream `stream_name` from memory with the SDK's createStream.
+    const items = new Map()
+    const streamName = cmd.stream_name
+    const note = (op, data) => emit({ event: 'stream_op', stream: streamName, op, data })
+    const key = (input) => JSON.stringify([input.group_id, input.item_id])
+    helpers.createStream(worker, streamName, {
+      async get(input) {
+        note('get', input)
+        return items.has(key(input)) ? items.get(key(input)) : null
+      },
+      async set(input) {
+        note('set', input)
+        const old = items.has(key(input)) ? items.get(key(input)) : null
+        items.set(key(input), input.data)
+        return { old_value: old, new_value: input.data }
+      },
+      async delete(input) {
+        note('delete', input)
+        const old = items.has(key(input)) ? items.get(key(input)) : null
+        items.delete(key(input))
+        return { old_value: old }
+      },
+      async list(input) {
+        note('list', input)
+        return [...items.entries()]
+          .filter(([k]) => JSON.parse(k)[0] === input.group_id)
+          .map(([, v]) => v)
+      },
+      async listGroups(input) {
+        note('list_groups', input)
+        return [...new Set([...items.keys()].map((k) => JSON.parse(k)[0]))].sort()
+      },
+      async update() {
+        throw new Error('not served')
+      },
+    })
+    return {}
+  },
   state() {
     return { worker_id: null, state: null }
   },

@@ -368,6 +368,63 @@ class Agent:
             raise box["error"]
         return {"result": box.get("result"), **got}
 
+    # -- state/stream workers (tests/conformance/test_state_stream.py) ---------------
+
+    def op_validate_model(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Read ``data`` with the SDK's own pydantic model ``model``, from the first
+        of ``modules`` that has it; answer its JSON dump."""
+        import importlib
+
+        for name in cmd["modules"]:
+            try:
+                cls = getattr(importlib.import_module(name), cmd["model"])
+            except (ImportError, AttributeError):
+                continue
+            return {"model": cls.model_validate(cmd["data"]).model_dump(mode="json")}
+        raise LookupError(f"no model {cmd['model']} in {cmd['modules']}")
+
+    def op_create_stream(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Serve stream ``stream_name`` from memory with the SDK's ``create_stream``."""
+        from iii.helpers import create_stream
+        from iii.stream import IStream, StreamDeleteResult, StreamSetResult
+
+        items: dict[tuple[str, str], Any] = {}
+        stream_name = cmd["stream_name"]
+
+        def note(op: str, data: Any) -> None:
+            emit({"event": "stream_op", "stream": stream_name, "op": op, "data": plain(data)})
+
+        class MemoryStream(IStream):  # type: ignore[misc,type-arg]
+            async def get(self, input: Any) -> Any:
+                note("get", input)
+                return items.get((input.group_id, input.item_id))
+
+            async def set(self, input: Any) -> Any:
+                note("set", input)
+                old = items.get((input.group_id, input.item_id))
+                items[(input.group_id, input.item_id)] = input.data
+                return StreamSetResult(old_value=old, new_value=input.data)
+
+            async def delete(self, input: Any) -> Any:
+                note("delete", input)
+                return StreamDeleteResult(
+                    old_value=items.pop((input.group_id, input.item_id), None)
+                )
+
+            async def list(self, input: Any) -> Any:
+                note("list", input)
+                return [v for (g, _), v in items.items() if g == input.group_id]
+
+            async def list_groups(self, input: Any) -> Any:
+                note("list_groups", input)
+                return sorted({g for g, _ in items})
+
+            async def update(self, input: Any) -> Any:
+                raise NotImplementedError
+
+        create_stream(self.worker, stream_name, MemoryStream())
+        return {}
+
     def op_state(self, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"worker_id": self.worker.worker_id, "state": self.worker.get_connection_state()}
 
