@@ -105,11 +105,30 @@ class RegistrationRejectedError(ConnectionFailed):
         self.trigger_id = trigger_id
 
     def __reduce__(self) -> tuple[object, ...]:
+        # The message goes too: made from function_id/trigger_id, it is the text.
         return (
-            type(self),
-            (self.code, self.namespace, self.worker_name, self.owner_worker_id),
+            _rebuild_rejection,
+            (
+                type(self),
+                self.code,
+                self.namespace,
+                self.worker_name,
+                self.owner_worker_id,
+                self.message,
+            ),
             self.__dict__,
         )
+
+
+def _rebuild_rejection(
+    cls: type[RegistrationRejectedError],
+    code: str,
+    namespace: str,
+    worker_name: Optional[str],
+    owner_worker_id: Optional[str],
+    message: str,
+) -> RegistrationRejectedError:
+    return cls(code, namespace, worker_name, owner_worker_id, message=message)
 
 
 class ObserveRejection(IIIError):

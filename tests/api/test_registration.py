@@ -3,7 +3,9 @@ handle (state, error, wait_accepted), through a listener, and in the log."""
 
 from __future__ import annotations
 
+import copy
 import logging
+import pickle
 import threading
 from typing import Any
 
@@ -156,3 +158,22 @@ def test_waiting_for_acceptance_on_a_loop(iii_engine, owner, backend):
         await bound.shutdown_async()
 
     anyio.run(main, backend=backend)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        iii.RegistrationRejectedError("WORKER_NAMESPACE_CONFLICT", "ns", "w", "id-1"),
+        iii.RegistrationRejectedError(
+            "FUNCTION_NAMESPACE_CONFLICT", "ns", None, "id-2", function_id="ns::f"
+        ),
+        iii.RegistrationRejectedError("FORBIDDEN", trigger_id="t-1", function_id="f", message="no"),
+        iii.WorkerShutdownError("the worker was shut down"),
+    ],
+    ids=["worker", "function", "trigger", "shutdown"],
+)
+def test_errors_pickle_and_copy_with_their_text(error: Exception) -> None:
+    # Errors cross process pools and test runners: every field and the text survive.
+    for clone in (pickle.loads(pickle.dumps(error)), copy.copy(error), copy.deepcopy(error)):
+        assert type(clone) is type(error)
+        assert (str(clone), clone.args, vars(clone)) == (str(error), error.args, vars(error))
