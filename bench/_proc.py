@@ -118,6 +118,18 @@ CANDIDATES = {
         Candidate("ours", "ours (asyncio)", "ours", ("--runtime", "asyncio")),
         Candidate("ours-thread", "ours (threads)", "ours", ("--runtime", "thread")),
         Candidate("ours-trio", "ours (trio)", "ours", ("--runtime", "trio")),
+        Candidate(
+            "ours-docs",
+            "ours (asyncio, register_worker in the loop)",
+            "ours",
+            ("--runtime", "asyncio", "--entry", "register_worker"),
+        ),
+        Candidate(
+            "ours-docs-trio",
+            "ours (trio, register_worker in the run)",
+            "ours",
+            ("--runtime", "trio", "--entry", "register_worker"),
+        ),
         Candidate("official", "official 0.25.0 (default)", "official"),
         Candidate(
             "official-nootel",

@@ -41,6 +41,7 @@ if _typing.TYPE_CHECKING:
         InvocationError,
         ObserveRejection,
         RegistrationRejectedError,
+        WorkerShutdownError,
     )
     from .format_utils import (
         extract_request_format,
@@ -176,6 +177,7 @@ _WHERE = {
     "TriggerInfo": ".iii_types",
     "TriggerRequest": ".iii_types",
     "TriggerTypeRef": "._client",
+    "WorkerShutdownError": ".errors",
     "create_channel": ".channels",
     "create_channel_async": ".channels",
     "current_invocation": "._invocation",
@@ -302,6 +304,7 @@ __all__ = [
     "TriggerInfo",
     "TriggerRequest",
     "TriggerTypeRef",
+    "WorkerShutdownError",
     "__version__",
     "create_channel",
     "create_channel_async",

@@ -26,6 +26,8 @@ from iii_protocol import (
 )
 
 from ._models import Model
+from ._registration import Registration, RegistrationState
+from .errors import RegistrationRejectedError
 
 __all__ = [
     "AuthInput",
@@ -239,15 +241,56 @@ class RegisterFunctionInput(Model):
     invocation: Optional[HttpInvocationConfig] = None
 
 
-def _not_observed() -> bool:
-    return False
+class _Registered:
+    """The engine's answer to a registration (``FunctionRef`` and ``Trigger``).
+
+    ``state`` is the engine's answer on the current connection: ``"pending"``
+    (not answered yet, or disconnected), ``"accepted"``, ``"rejected"``
+    (``error`` says why) or ``"unregistered"``.  ``wait_accepted()`` blocks
+    until the engine answers and raises ``RegistrationRejectedError`` when it
+    refused.  A handle made without a registration to follow (by the
+    application itself) reads ``"accepted"``.
+    """
+
+    __slots__ = ("_registration",)
+
+    _registration: Optional[Registration]
+
+    @property
+    def state(self) -> RegistrationState:
+        """``"pending"``, ``"accepted"``, ``"rejected"`` or ``"unregistered"``."""
+        return "accepted" if self._registration is None else self._registration.state
+
+    @property
+    def error(self) -> Optional[RegistrationRejectedError]:
+        """Why the engine refused it (``state == "rejected"``), else ``None``."""
+        return None if self._registration is None else self._registration.error
+
+    def wait_accepted(self, timeout: Optional[float] = None) -> None:
+        """Block until the engine accepted it (``timeout`` in seconds).
+
+        Raises:
+            RegistrationRejectedError: the engine refused it.
+            TimeoutError: no answer within ``timeout``.
+            IIIUsageError: it was unregistered (``WorkerShutdownError``: the
+                worker was shut down).
+        """
+        if self._registration is not None:
+            self._registration.wait(timeout)
+
+    async def wait_accepted_async(self, timeout: Optional[float] = None) -> None:
+        """``wait_accepted`` for asyncio and trio callers."""
+        if self._registration is not None:
+            await self._registration.wait_async(timeout)
 
 
-class FunctionRef:
+class FunctionRef(_Registered):
     """A registered function: ``id``, and ``unregister()`` to withdraw it.
 
-    ``is_observed()`` / ``observers()`` answer ``False`` / ``[]``: this SDK
-    has no observe support, so nothing observes a function.
+    ``state``, ``error`` and ``wait_accepted()`` tell whether the engine
+    accepted it (see ``register_function``).  ``is_observed()`` /
+    ``observers()`` answer ``False`` / ``[]``: this SDK has no observe
+    support, so nothing observes a function.
     """
 
     __slots__ = ("id", "unregister")
@@ -258,12 +301,14 @@ class FunctionRef:
         unregister: Optional[Callable[[], None]] = None,
         *,
         unregister_fn: Optional[Callable[[], None]] = None,
+        registration: Optional[Registration] = None,
     ) -> None:
         action = unregister if unregister is not None else unregister_fn
         if not callable(action):
             raise TypeError("FunctionRef needs an unregister callable")
         self.id = id
         self.unregister: Callable[[], None] = action
+        self._registration = registration
 
     def is_observed(self) -> bool:
         """Always ``False``: this SDK has no observe support."""
@@ -284,16 +329,27 @@ class FunctionRef:
     __hash__ = None  # type: ignore[assignment]
 
 
-class Trigger:
-    """A registered binding; ``unregister()`` removes it (``id`` is its id)."""
+class Trigger(_Registered):
+    """A registered binding; ``unregister()`` removes it (``id`` is its id).
+
+    ``state``, ``error`` and ``wait_accepted()`` tell whether the engine (and
+    the trigger type's provider) accepted it (see ``register_trigger``).
+    """
 
     __slots__ = ("_unregister", "id")
 
-    def __init__(self, unregister_fn: Callable[[], None], *, id: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        unregister_fn: Callable[[], None],
+        *,
+        id: Optional[str] = None,
+        registration: Optional[Registration] = None,
+    ) -> None:
         if not callable(unregister_fn):
             raise TypeError("Trigger needs an unregister callable")
         self._unregister = unregister_fn
         self.id = id
+        self._registration = registration
 
     def unregister(self) -> None:
         """Remove the binding from the engine; it is not replayed on reconnect."""

@@ -71,6 +71,7 @@ from .errors import (
     ProtocolError,
     RemoteProtocolError,
     TransportError,
+    UpgradeRefused,
 )
 
 __all__ = [
@@ -141,6 +142,7 @@ __all__ = [
     "UnregisterFunction",
     "UnregisterTrigger",
     "UnregisterTriggerType",
+    "UpgradeRefused",
     "WorkerRegistered",
     "channel_address",
     "decode_frame",

@@ -114,6 +114,9 @@ class Connection:
         self._retries = 0
         self._failure: Optional[ConnectionFailed] = None
         self._announce_id: Optional[str] = None
+        self._sync_count = 0
+        # per socket: tokens of the syncs the engine still owes a pong
+        self._syncs: deque[int] = deque()
 
     # -- read-only views -------------------------------------------------------
 
@@ -168,10 +171,15 @@ class Connection:
     def _emit(self, event: ev.Event) -> None:
         self._events.append(event)
 
-    def _state_changed(self, old: Optional[ConnectionState]) -> None:
+    def _state_changed(
+        self,
+        old: Optional[ConnectionState],
+        reason: Optional[str] = None,
+        cause: Optional[BaseException] = None,
+    ) -> None:
         new = self._sm.state
         if old is not None and old is not new:
-            self._emit(ev.StateChanged(old=old, new=new))
+            self._emit(ev.StateChanged(old=old, new=new, reason=reason, cause=cause))
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -206,10 +214,20 @@ class Connection:
         self._timers.last_received = now
         self._framing.request(self._address.host_header, self._address.target, self.config.headers)
 
-    def transport_closed(self, now: float, reason: str = "connection closed") -> None:
-        """The socket closed or failed. Ignored when the core already dropped it."""
+    def transport_closed(
+        self,
+        now: float,
+        reason: str = "connection closed",
+        *,
+        cause: Optional[BaseException] = None,
+    ) -> None:
+        """The socket closed or failed. Ignored when the core already dropped it.
+
+        ``cause``: the exception the transport saw (refused, DNS, TLS, ...);
+        it is passed on in the ``StateChanged`` that follows.
+        """
         # A transport that closed itself needs no CloseTransport.
-        self._lose(now, reason, close_code=None)
+        self._lose(now, reason, close_code=None, cause=cause)
 
     def close(self) -> None:
         """Close the session: WebSocket close 1000, pending and held calls fail
@@ -238,11 +256,19 @@ class Connection:
         self._framing.stop(close_code)
         self._timers.socket_dropped()
         self._announce_id = None
+        self._syncs.clear()
         # Their results can no longer be delivered: the engine has already
         # failed them with invocation_stopped.
         self._inbound.orphan_all()
 
-    def _lose(self, now: float, reason: str, *, close_code: Optional[int]) -> None:
+    def _lose(
+        self,
+        now: float,
+        reason: str,
+        *,
+        close_code: Optional[int],
+        cause: Optional[BaseException] = None,
+    ) -> None:
         """The socket is lost (``close_code``: we drop it): reconnect, or fail
         when the policy allows no more retries.  Ignored without a socket."""
         policy = self.config.reconnect
@@ -260,11 +286,12 @@ class Connection:
                 "RETRIES_EXHAUSTED",
                 f"gave up after {self._retries} reconnect attempts ({reason})",
                 None,
+                cause,
             )
             return
         self._timers.backoff = now + policy.delay(self._retries, self._random() * 2.0 - 1.0)
         self._retries += 1
-        self._state_changed(old)
+        self._state_changed(old, reason, cause)
 
     def _reject(self, rejection: f.RegistrationRejected) -> None:
         """The engine refused this worker: the session fails for good."""
@@ -283,8 +310,9 @@ class Connection:
         code: str,
         message: str,
         rejection: Optional[f.RegistrationRejected],
+        cause: Optional[BaseException] = None,
     ) -> None:
-        self._state_changed(old)
+        self._state_changed(old, message, cause)
         self._failure = ConnectionFailed(code, message)
         self._timers.backoff = None
         self._calls.fail_all(code, message, held_too=True)
@@ -306,7 +334,7 @@ class Connection:
             if type(item) is str:
                 self._on_message(item)
             elif type(item) is Lost:
-                self._lose(now, item.reason, close_code=item.code)
+                self._lose(now, item.reason, close_code=item.code, cause=item.cause)
             elif type(item) is Accepted:
                 sm.process(_I.HANDSHAKE_ACCEPTED)
                 self._timers.socket_open(now)
@@ -390,7 +418,10 @@ class Connection:
             self._emit(ev.EngineErrorReceived(error=frame.error))
         elif isinstance(frame, f.UnknownFrame):
             self._emit(ev.UnknownFrameReceived(frame=frame))
-        elif not isinstance(frame, f.Pong):
+        elif isinstance(frame, f.Pong):
+            if self._syncs:
+                self._emit(ev.Synced(token=self._syncs.popleft()))
+        else:
             self._emit(
                 ev.FrameRejected(
                     error=RemoteProtocolError(
@@ -683,6 +714,22 @@ class Connection:
             )
         self._framing.send_text(text)
         return True
+
+    def sync(self) -> Optional[int]:
+        """Ask the engine to confirm it has handled everything sent so far.
+
+        Sends a protocol ``ping``; the engine handles a connection's frames in
+        order, so its ``pong`` comes after its answer to any earlier frame
+        (a ``registrationrejected``, for one).  The pong is reported as
+        ``Synced(token)``.  Returns the token, or ``None`` when not connected
+        (nothing is sent).  A lost connection forgets the syncs it owed.
+        """
+        if not self._connected:
+            return None
+        self._sync_count += 1
+        self._syncs.append(self._sync_count)
+        self._send_frame(f.Ping())
+        return self._sync_count
 
     # -- commands: triggers ----------------------------------------------------
 

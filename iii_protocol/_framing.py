@@ -34,6 +34,7 @@ from wsproto.connection import ConnectionState as WSState
 from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from .config import Config
+from .errors import UpgradeRefused
 
 __all__ = ["Framing", "Accepted", "BinaryMessage", "Lost", "SocketEvent", "utf8_len"]
 
@@ -62,10 +63,12 @@ class BinaryMessage:
 @final
 @attrs.frozen
 class Lost:
-    """The socket must be dropped: ``reason`` says why, ``code`` is the close code to send."""
+    """The socket must be dropped: ``reason`` says why, ``code`` is the close code to send,
+    ``cause`` the error behind it when there is one (a refused upgrade)."""
 
     reason: str
     code: int = CLOSE_PROTOCOL_ERROR
+    cause: Optional[BaseException] = attrs.field(default=None, eq=False)
 
 
 SocketEvent = Union[Accepted, BinaryMessage, Lost]
@@ -220,7 +223,8 @@ class Framing:
             # (1002, or 1007 for invalid UTF-8).
             return Lost(f"bad WebSocket data from the engine: {event.reason}", event.code)
         if isinstance(event, ws.RejectConnection):
-            return Lost(f"WebSocket upgrade refused: HTTP {event.status_code}")
+            refused = UpgradeRefused(event.status_code)
+            return Lost(str(refused), cause=refused)
         # Pong needs nothing: any bytes already count as liveness.  RejectData
         # cannot arrive: the socket is dropped on RejectConnection.
         return None

@@ -21,6 +21,7 @@ __all__ = [
     "HeldCallsFull",
     "TransportError",
     "ConnectError",
+    "UpgradeRefused",
     "ConnectionClosed",
     "ConnectionFailed",
 ]
@@ -170,6 +171,17 @@ class TransportError(IIIError):
 
 class ConnectError(TransportError):
     """Could not open the connection to the engine."""
+
+
+class UpgradeRefused(ConnectError):
+    """The engine answered the WebSocket upgrade with an HTTP error (``status_code``)."""
+
+    def __init__(self, status_code: int) -> None:
+        super().__init__(f"WebSocket upgrade refused: HTTP {status_code}")
+        self.status_code = status_code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.status_code,), self.__dict__)
 
 
 class ConnectionClosed(IIIError):

@@ -32,6 +32,7 @@ __all__ = [
     "UnknownFrameReceived",
     "FrameRejected",
     "ConnectionFailedEvent",
+    "Synced",
     "Event",
 ]
 
@@ -64,10 +65,17 @@ class CloseTransport:
 @final
 @attrs.frozen(kw_only=True)
 class StateChanged:
-    """The connection moved from state ``old`` to state ``new``."""
+    """The connection moved from state ``old`` to state ``new``.
+
+    When a lost or failed socket caused it, ``reason`` says why and ``cause``
+    is the transport's exception (an ``OSError``, ``UpgradeRefused``, ...),
+    when it gave one.  Neither takes part in comparisons.
+    """
 
     old: ConnectionState
     new: ConnectionState
+    reason: Optional[str] = attrs.field(default=None, eq=False)
+    cause: Optional[BaseException] = attrs.field(default=None, eq=False)
 
 
 @final
@@ -219,6 +227,15 @@ class ConnectionFailedEvent:
     rejection: Optional[RegistrationRejected] = None
 
 
+@final
+@attrs.frozen(kw_only=True)
+class Synced:
+    """The engine answered the ``sync()`` that returned ``token``: it has
+    handled every frame sent before it."""
+
+    token: int
+
+
 #: Everything ``Connection.events()`` can yield.
 Event = Union[
     OpenTransport,
@@ -238,4 +255,5 @@ Event = Union[
     UnknownFrameReceived,
     FrameRejected,
     ConnectionFailedEvent,
+    Synced,
 ]

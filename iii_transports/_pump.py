@@ -224,18 +224,19 @@ class AsyncPump:
     async def _send(self, attempt: _Attempt, stream: Stream, data: bytes) -> bool:
         scope = self._backend.cancel_scope()
         attempt.sending = scope
-        failure: Optional[str] = None
+        failure: Optional[BaseException] = None
         try:
             with scope:
                 await stream.send(data)
         except self._backend.io_errors as exc:
-            failure = _describe(exc)
+            failure = exc
         finally:
             attempt.sending = None
         if failure is None and not scope.cancelled_caught:
             return True
         attempt.broken = True  # part of a frame may be out: no more bytes on it
-        self._lost(attempt, failure or "send cut short")
+        reason = "send cut short" if failure is None else _describe(failure)
+        self._lost(attempt, reason, failure)
         return False
 
     # -- sockets ---------------------------------------------------------------
@@ -257,18 +258,19 @@ class AsyncPump:
             sending.deadline = min(sending.deadline, self.now() + _GRACE)
         attempt.scope.cancel()
 
-    def _lost(self, attempt: _Attempt, reason: str) -> None:
+    def _lost(self, attempt: _Attempt, reason: str, cause: Optional[BaseException] = None) -> None:
         """The socket broke: tell the core, unless it dropped it already."""
         if self._attempt is not attempt:
             return
         self._retire(attempt)
-        self.conn.transport_closed(self.now(), reason)
+        self.conn.transport_closed(self.now(), reason, cause=cause)
         self.conn.data_to_send()  # what is still queued was for that socket
         self._after_io()
 
     async def _serve(self, attempt: _Attempt, event: ev.OpenTransport) -> None:
         conn = self.conn
         reason = "connection closed by the engine"
+        cause: Optional[BaseException] = None
         try:
             with attempt.scope:
                 try:
@@ -288,7 +290,8 @@ class AsyncPump:
                         self._after_io()
                 except self._backend.io_errors as exc:
                     reason = _describe(exc)
-                self._lost(attempt, reason)
+                    cause = exc
+                self._lost(attempt, reason, cause)
         finally:
             # Finished, dropped or cancelled: the socket never outlives its task.
             if attempt.stream is not None:

@@ -170,6 +170,20 @@ def open_stream(
         OSError: refused, unreachable, a TLS failure (``ssl.SSLError``), or
             ``TimeoutError`` after ``timeout``.
     """
+    return _open(host, port, secure=secure, ssl_context=ssl_context, timeout=timeout)
+
+
+def _open(
+    host: str,
+    port: int,
+    *,
+    secure: bool,
+    ssl_context: Optional[ssl.SSLContext],
+    timeout: Optional[float],
+    on_socket: Optional[Callable[[socket.socket], None]] = None,
+) -> BlockingStream:
+    """``open_stream``; ``on_socket`` sees the TCP socket before the TLS
+    handshake (it may raise to abandon the attempt: the socket is closed)."""
     context = client_tls(secure, ssl_context)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
@@ -177,6 +191,8 @@ def open_stream(
     except TimeoutError as exc:
         raise timed_out(host, port) from exc
     try:
+        if on_socket is not None:
+            on_socket(sock)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         stream = BlockingStream(sock, context, host)
@@ -199,6 +215,8 @@ class ThreadTransport:
             ran ``process()`` (the I/O thread or a caller); must not block.
         ssl_context: for ``wss://``; default verifies certificates.
         clock: monotonic seconds.
+        on_crash: called with the exception if a bug kills the I/O or writer
+            thread (it is logged first); the transport is dead after that.
     """
 
     def __init__(
@@ -208,8 +226,10 @@ class ThreadTransport:
         *,
         ssl_context: Optional[ssl.SSLContext] = None,
         clock: Callable[[], float] = time.monotonic,
+        on_crash: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
         self.conn = conn
+        self._on_crash = on_crash
         self.lock = threading.Lock()
         self._on_event = on_event
         self._ssl_context = ssl_context
@@ -217,6 +237,8 @@ class ThreadTransport:
         self._write_lock = threading.Lock()  # one writer at a time, in core order
         self._wire: Optional[BlockingStream] = None  # guarded by ``lock``
         self._retired: list[BlockingStream] = []
+        self._finished = False  # the I/O thread is gone: nobody closes retired sockets
+        self._opening: Optional[socket.socket] = None  # in its TLS handshake
         self._to_open: Optional[ev.OpenTransport] = None
         self._stopped = threading.Event()
         self._write_wanted = threading.Event()
@@ -258,6 +280,10 @@ class ThreadTransport:
         self._stopped.set()
         self._write_wanted.set()
         self._wake()
+        opening = self._opening
+        if opening is not None:  # a handshake with a silent peer would hold close() up
+            with contextlib.suppress(OSError):
+                opening.shutdown(socket.SHUT_RDWR)
 
     # -- called after each command ---------------------------------------------
 
@@ -325,18 +351,32 @@ class ThreadTransport:
         finally:
             self._write_lock.release()
         wire.shutdown()
-        self._retired.append(wire)
+        with self.lock:
+            orphaned = self._finished  # a dead I/O thread (a crash) cannot close it
+            if not orphaned:
+                self._retired.append(wire)
+        if orphaned:
+            wire.close()
         self._wake()
 
     # -- the writer thread: what the I/O thread made the core queue ---------------
 
     def _write_loop(self) -> None:
-        while True:
-            self._write_wanted.wait()
-            self._write_wanted.clear()
-            if self._stopped.is_set():
-                return
-            self.flush()
+        try:
+            while True:
+                self._write_wanted.wait()
+                self._write_wanted.clear()
+                if self._stopped.is_set():
+                    return
+                self.flush()
+        except Exception as exc:  # pragma: no cover - a bug; make it loud, not silent
+            self._crashed("writer", exc)
+
+    def _crashed(self, which: str, exc: BaseException) -> None:
+        log.exception("iii transport %s thread crashed", which)
+        self._stop()
+        if self._on_crash is not None:
+            self._on_crash(exc)
 
     # -- the I/O thread ------------------------------------------------------------
 
@@ -348,20 +388,31 @@ class ThreadTransport:
         self._dispatch()
         self._write_wanted.set()
 
+    def _opened(self, sock: socket.socket) -> None:
+        # Seen by _stop, which shuts it down: a TLS handshake with a silent
+        # peer would otherwise hold close() up until the connect timeout.
+        self._opening = sock
+        if self._stopped.is_set():
+            raise ConnectionAbortedError("the transport is closing")
+
     def _connect(self, event: ev.OpenTransport) -> None:
         try:
-            wire = open_stream(
-                event.host,
-                event.port,
-                secure=event.secure,
-                ssl_context=self._ssl_context,
-                timeout=event.timeout,
-            )
+            try:
+                wire = _open(
+                    event.host,
+                    event.port,
+                    secure=event.secure,
+                    ssl_context=self._ssl_context,
+                    timeout=event.timeout,
+                    on_socket=self._opened,
+                )
+            finally:
+                self._opening = None
             # Reads wait in select(); the timeout bounds a stuck send.
             wire.settimeout(self.conn.config.idle_timeout)
         except OSError as exc:
             with self.lock:
-                self.conn.transport_closed(self.now(), f"connect failed: {exc}")
+                self.conn.transport_closed(self.now(), f"connect failed: {exc}", cause=exc)
             self._after_io()
             return
         with self.lock:
@@ -373,12 +424,14 @@ class ThreadTransport:
         self._after_io()
 
     def _read(self, wire: BlockingStream) -> None:
+        cause: Optional[OSError] = None
         try:
             data = wire.recv()
             reason = "connection closed by the engine"
         except OSError as exc:
             data = b""
             reason = f"{type(exc).__name__}: {exc}"
+            cause = exc
         if data is None:
             self._write_wanted.set()  # TLS may have something to answer
             return
@@ -389,7 +442,7 @@ class ThreadTransport:
                 self.conn.receive_data(data, self.now())
             else:
                 self._wire = None
-                self.conn.transport_closed(self.now(), reason)
+                self.conn.transport_closed(self.now(), reason, cause=cause)
                 self.conn.data_to_send()  # what is still queued was for that socket
         if not data:
             wire.shutdown()
@@ -432,17 +485,17 @@ class ThreadTransport:
                 with self.lock:
                     self.conn.handle_timer(self.now())
                 self._after_io()
-        except Exception:  # pragma: no cover - a bug; make it loud, not silent
-            log.exception("iii transport thread crashed")
-            raise
+        except Exception as exc:  # a bug; make it loud, not silent
+            self._crashed("I/O", exc)
         finally:
             self._stop()
             if self._writer.is_alive():
                 self._writer.join(2 * _GRACE)
             with self.lock:
                 wire, self._wire = self._wire, None
-            for old in [*self._retired, *([wire] if wire is not None else [])]:
+                self._finished = True
+                retired, self._retired = self._retired, []
+            for old in [*retired, *([wire] if wire is not None else [])]:
                 old.close()
-            self._retired.clear()
             self._wake_r.close()
             self._wake_w.close()

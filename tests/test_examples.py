@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = {
     "script_worker": ["example::add -> {'c': 5}", "bad input -> INVALID_ARGUMENTS"],
     "asyncio_worker": ["hello, ada", "hello, grace", "hello, barbara"],
+    "bound_worker": ["example::add_up is accepted", "total: 10"],
     "trio_worker": ["squares: [0, 1, 4, 9, 16]"],
     "selectors_worker": ["example::upper -> SHOUT"],
 }

@@ -25,6 +25,12 @@ def parser(modes: list[str]) -> argparse.ArgumentParser:
     p.add_argument("url")
     p.add_argument("--runtime", default="asyncio", choices=["asyncio", "trio", "thread"])
     p.add_argument("--handler", default="async", choices=["async", "sync"])
+    p.add_argument(
+        "--entry",
+        default="async-with",
+        choices=["async-with", "register_worker"],
+        help="ours on asyncio/trio: register_worker_async, or register_worker in the loop",
+    )
     p.add_argument("--json", default="orjson", choices=["orjson", "stdlib", "none"])
     p.add_argument("--warmup", type=float, default=0.3)
     p.add_argument("--duration", type=float, default=1.0)

@@ -5,6 +5,10 @@
 Modes: ``inbound`` / ``cold`` (register ``bench::echo``, serve until killed),
 ``outbound-sync`` (one thread calling ``trigger``), ``outbound-async`` (32
 callers awaiting ``trigger_async``), ``pending`` (memory per pending call).
+
+On asyncio and trio the worker is ``register_worker_async`` (the native path)
+or, with ``--entry register_worker``, ``register_worker`` called inside the
+loop (the documented path: the worker binds to that loop).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import iii
@@ -40,8 +46,21 @@ def run_thread(args: Any, url: str) -> None:
     worker.shutdown()
 
 
+@asynccontextmanager
+async def worker_for(args: Any, url: str) -> AsyncIterator[iii.III]:
+    if args.entry == "register_worker":
+        worker = iii.register_worker(url, options())  # binds to the running loop
+        try:
+            yield worker
+        finally:
+            await worker.shutdown_async()
+    else:
+        async with iii.register_worker_async(url, options()) as worker:
+            yield worker
+
+
 async def run_async(args: Any, url: str) -> None:
-    async with iii.register_worker_async(url, options()) as worker:
+    async with worker_for(args, url) as worker:
         if args.mode in ("inbound", "cold"):
             worker.register_function("bench::echo", handler_for(args.handler))
             profiler = None

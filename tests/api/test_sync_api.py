@@ -410,6 +410,10 @@ def test_worker_name_conflict_is_fatal(iii_engine, worker):
     with pytest.raises(iii.ConnectionFailed) as info:
         iii.register_worker(iii_engine.url, opts(worker_name="api-a"))
     assert info.value.code == "WORKER_NAMESPACE_CONFLICT"
+    # The official SDK's class for it, with the engine's fields.
+    assert isinstance(info.value, iii.RegistrationRejectedError)
+    assert (info.value.namespace, info.value.worker_name, info.value.owner_worker_id) == (
+        "default", "api-a", worker.worker_id)
 
 
 def test_trigger_types_and_bindings(iii_engine, worker, caller):

@@ -137,8 +137,9 @@ _PYDANTIC = (
     "iii_protocol.to_json_value(value) writes a core value as its JSON object)"
 )
 _CONNECT = (
-    "connect_async(): a worker connects when register_worker / register_worker_async "
-    "makes it; III(...) constructed directly does not connect (use those two)"
+    "connect_async(): a worker connects when it is made (register_worker / "
+    "register_worker_async wait for the engine; III(...) constructed directly connects "
+    "in the background): there is no separate connect step"
 )
 _TAG = (
     "the tag of a tagged value (TriggerActionEnqueue, HttpAuthBearer, ...) is its class: "

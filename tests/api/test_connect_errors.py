@@ -1,0 +1,144 @@
+"""A worker that cannot connect says why: the ConnectError names the cause (and
+chains it), each failed attempt is logged, and calls failing meanwhile say
+the worker was not connected."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+import iii
+from iii_protocol import UpgradeRefused
+
+FAST_FAIL = iii.InitOptions(
+    register_timeout_ms=300,
+    reconnection_config=iii.ReconnectionConfig(initial_delay_ms=20, max_delay_ms=50),
+)
+RUNTIMES = ["thread", "asyncio", "trio"]
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@contextlib.contextmanager
+def plain_http_server() -> Iterator[int]:
+    """Answers anything with HTTP 400 and hangs up, as an HTTP server does to a TLS hello."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn, contextlib.suppress(OSError):
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        server.close()
+        thread.join(5)
+
+
+def register(url: str, runtime: str) -> BaseException:
+    """The error of registering a worker at ``url`` with ``runtime``."""
+    if runtime == "thread":
+        with pytest.raises(iii.ConnectError) as info:
+            iii.register_worker(url, FAST_FAIL)
+        return info.value
+
+    async def main() -> BaseException:
+        with pytest.raises(iii.ConnectError) as info:
+            async with iii.register_worker_async(url, FAST_FAIL):
+                pytest.fail("should not enter")
+        return info.value
+
+    error: BaseException = anyio.run(main, backend=runtime)
+    return error
+
+
+def check(error: BaseException, cause_type: Any, caplog: pytest.LogCaptureFixture, url: str):
+    assert "could not register" in str(error)
+    cause = error.__cause__
+    assert isinstance(cause, cause_type), repr(cause)
+    assert str(cause) in str(error)  # the message carries it too
+    warnings = [
+        r for r in caplog.records if r.levelno == logging.WARNING and url in r.getMessage()
+    ]
+    # Every failed attempt is logged; repeats of the same trouble within a
+    # few seconds at DEBUG only, so a worker retrying fast does not flood.
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert str(cause) in warnings[0].getMessage()
+    return cause
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_refused(runtime, caplog):
+    url = f"ws://127.0.0.1:{free_port()}"
+    with caplog.at_level(logging.DEBUG, logger="iii"):
+        error = register(url, runtime)
+    check(error, ConnectionRefusedError if runtime == "thread" else OSError, caplog, url)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_unknown_host(runtime, caplog):
+    url = "ws://no-such-host.invalid:49134"
+    with caplog.at_level(logging.DEBUG, logger="iii"):
+        error = register(url, runtime)
+    check(error, OSError, caplog, url)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_wrong_path_is_an_http_status(iii_engine, runtime, caplog):
+    url = iii_engine.url.rstrip("/") + "/not-the-engine"
+    with caplog.at_level(logging.DEBUG, logger="iii"):
+        error = register(url, runtime)
+    cause = check(error, UpgradeRefused, caplog, url)
+    assert cause.status_code == 404
+    assert "HTTP 404" in str(error)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_tls_to_a_plain_port(runtime, caplog):
+    with plain_http_server() as port:
+        url = f"wss://127.0.0.1:{port}"
+        with caplog.at_level(logging.DEBUG, logger="iii"):
+            error = register(url, runtime)
+    check(error, ssl.SSLError, caplog, url)
+
+
+def test_calls_made_while_disconnected_say_so():
+    url = f"ws://127.0.0.1:{free_port()}"
+    worker = iii.III(url, FAST_FAIL)  # connects in the background, holds calls
+    try:
+        with pytest.raises(iii.IIIInvocationError) as info:
+            worker.trigger({"function_id": "any::f", "payload": None, "timeout_ms": 200})
+        assert info.value.code == "TIMEOUT"
+        message = info.value.message
+        assert "connecting" in message  # state connecting or reconnecting
+        assert "refused" in message.lower()
+    finally:
+        worker.shutdown()
