@@ -46,7 +46,7 @@ from typing import Optional, Union
 from . import _frames as f
 from . import events as ev
 from ._calls import Inbound, Outbound
-from ._codec import decode_frame, encode_frame
+from ._codec import decode_frame, encode_frame, encode_object, invocation_result, invoke_function
 from ._framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, Accepted, Framing, Lost, utf8_len
 from ._json import JSON, loads
 from ._registry import Registry
@@ -560,8 +560,7 @@ class Connection:
     def _send_frame(self, frame: f.Frame) -> None:
         self._framing.send_text(encode_frame(frame))
 
-    def _encode_checked(self, frame: f.Frame, function_id: Optional[str]) -> str:
-        text = encode_frame(frame)
+    def _size_checked(self, text: str, function_id: Optional[str]) -> str:
         limit = self.config.max_message_size
         if len(text) * 4 > limit:
             size = utf8_len(text)
@@ -604,17 +603,25 @@ class Connection:
         self._check_usable()
         void = isinstance(action, f.TriggerActionVoid)
         invocation_id = None if void else self._new_id()
-        frame = f.InvokeFunction(
-            function_id=function_id,
-            data=data,
-            invocation_id=invocation_id,
-            traceparent=traceparent,
-            baggage=baggage,
-            action=action,
-            metadata=metadata,
-            namespace=namespace,
+        obj = invoke_function(
+            function_id, data, invocation_id, traceparent, baggage, action, metadata, namespace
         )
-        text = self._encode_checked(frame, function_id)
+        if obj is None:  # (an action of another class: the converter decides)
+            text = encode_frame(
+                f.InvokeFunction(
+                    function_id=function_id,
+                    data=data,
+                    invocation_id=invocation_id,
+                    traceparent=traceparent,
+                    baggage=baggage,
+                    action=action,
+                    metadata=metadata,
+                    namespace=namespace,
+                )
+            )
+        else:
+            text = encode_object(obj, f.InvokeFunction.TYPE, function_id)
+        text = self._size_checked(text, function_id)
         connected = self._connected
         if not connected and self._calls.held_count >= self.config.max_held_calls:
             raise HeldCallsFull(self.config.max_held_calls, function_id=function_id)
@@ -664,15 +671,23 @@ class Connection:
         """
         if not self._inbound.finish(invocation_id):
             return False
-        frame = f.InvocationResult(
-            invocation_id=invocation_id,
-            function_id=function_id,
-            result=None if error is not None else result,
-            error=error,
-            traceparent=traceparent,
-        )
+        if error is not None:
+            result = None
         try:
-            text = self._encode_checked(frame, function_id)
+            obj = invocation_result(invocation_id, function_id, result, error, traceparent, None)
+            if obj is None:  # (an error of another class: the converter decides)
+                text = encode_frame(
+                    f.InvocationResult(
+                        invocation_id=invocation_id,
+                        function_id=function_id,
+                        result=result,
+                        error=error,
+                        traceparent=traceparent,
+                    )
+                )
+            else:
+                text = encode_object(obj, f.InvocationResult.TYPE, function_id)
+            text = self._size_checked(text, function_id)
         except (PayloadError, PayloadTooLarge) as exc:
             text = encode_frame(
                 f.InvocationResult(
