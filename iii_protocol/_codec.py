@@ -256,6 +256,16 @@ def _structure_invoke(obj: JSONObject) -> Optional[f.InvokeFunction]:
     get = obj.get
     function_id = get("function_id")
     invocation_id = get("invocation_id")
+    if (
+        len(obj) == (4 if "invocation_id" in obj else 3)  # (with "type" and "data")
+        and type(function_id) is str
+        and "data" in obj
+        and (invocation_id is None or type(invocation_id) is str)
+    ):
+        # The common case: nothing else to read.
+        return f.InvokeFunction(
+            function_id=function_id, data=obj["data"], invocation_id=invocation_id
+        )
     traceparent = get("traceparent")
     baggage = get("baggage")
     namespace = get("namespace")
@@ -293,6 +303,15 @@ def _structure_result(obj: JSONObject) -> Optional[f.InvocationResult]:
     get = obj.get
     invocation_id = get("invocation_id")
     function_id = get("function_id")
+    if (
+        len(obj) == (4 if "result" in obj else 3)  # (with "type")
+        and type(invocation_id) is str
+        and type(function_id) is str
+    ):
+        # The common case: nothing else to read.
+        return f.InvocationResult(
+            invocation_id=invocation_id, function_id=function_id, result=get("result")
+        )
     traceparent = get("traceparent")
     baggage = get("baggage")
     error = _structure_error(get("error"))

@@ -189,6 +189,7 @@ def _may_hold_non_finite(value: object) -> bool:
 
 # Maps every digit to b"0", b"-" to itself and any other byte to b" ".
 _DIGIT_MASK = bytes(0x30 if 0x30 <= b <= 0x39 else b if b == 0x2D else 0x20 for b in range(256))
+_DIGITS_19 = b"0" * 19
 
 
 def loads(text: str | bytes) -> JSON:
@@ -203,7 +204,8 @@ def loads(text: str | bytes) -> JSON:
     # losing digits; such an integer has 20+ digits, or a minus and 19.  The
     # stdlib reads it exactly (orjson has already refused non-strict JSON).
     mask = (text.encode() if isinstance(text, str) else text).translate(_DIGIT_MASK)
-    if b"00000000000000000000" in mask or b"-0000000000000000000" in mask:
+    # (One search for the 19 digits both forms hold, the exact test only then.)
+    if _DIGITS_19 in mask and (_DIGITS_19 + b"0" in mask or b"-" + _DIGITS_19 in mask):
         try:
             return json.loads(text)  # type: ignore[no-any-return]
         except RecursionError:
