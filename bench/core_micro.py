@@ -28,6 +28,7 @@ cost little).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -60,6 +61,10 @@ def _ws_frame(payload: bytes) -> bytes:
     return head + payload
 
 
+def _uuid(i: int) -> str:
+    return f"00000000-0000-4000-8000-{i:012x}"
+
+
 def _reads(data: bytes) -> list[bytes]:
     return [data[i : i + READ] for i in range(0, len(data), READ)]
 
@@ -67,17 +72,15 @@ def _reads(data: bytes) -> list[bytes]:
 class _Core:
     """A ``Connection`` connected to a canned engine."""
 
-    def __init__(self) -> None:
+    def __init__(self, new_id: Callable[[], str]) -> None:
         import base64
         import hashlib
         import re
 
         from iii_protocol import Config, Connection, RegisterFunction
 
-        counter = iter(range(1 << 62))
         self.conn = conn = Connection(
-            Config(url="ws://engine.test:49134/", invocation_timeout=1e9),
-            new_id=lambda: f"00000000-0000-4000-8000-{next(counter):012x}",
+            Config(url="ws://engine.test:49134/", invocation_timeout=1e9), new_id=new_id
         )
         conn.register_function(RegisterFunction(id="bench::echo"))
         conn.connect(0.0)
@@ -103,17 +106,14 @@ def _inbound(size: str) -> Callable[[int], None]:
     from bench.payloads import payload_bytes
     from iii_protocol import events as ev
 
-    core = _Core()
+    core = _Core(lambda: "unused")
     conn = core.conn
     body = payload_bytes(size)
     head = b'{"type":"invokefunction","function_id":"bench::echo","invocation_id":"'
     tail = b'","data":' + body + b"}"
     batches = [
         _reads(
-            b"".join(
-                _ws_frame(head + b"00000000-0000-4000-8000-%012x" % (b * BATCH + i) + tail)
-                for i in range(BATCH)
-            )
+            b"".join(_ws_frame(head + _uuid(b * BATCH + i).encode() + tail) for i in range(BATCH))
         )
         for b in range(4)
     ]
@@ -125,7 +125,7 @@ def _inbound(size: str) -> Callable[[int], None]:
             for data in batches[r % 4]:
                 receive(data, 1.0)
                 for event in events():
-                    if type(event) is requested:
+                    if type(event) is requested and event.invocation_id is not None:
                         send_result(event.invocation_id, event.function_id, event.data)
                 conn.data_to_send()
 
@@ -136,42 +136,30 @@ def _outbound(size: str) -> Callable[[int], None]:
     from bench.payloads import payload, payload_bytes
     from iii_protocol import events as ev
 
-    core = _Core()
+    # Each batch is answered before the next is made, so the ids can repeat
+    # and the engine's answers be built once.
+    ids = itertools.cycle([_uuid(i) for i in range(BATCH)])
+    core = _Core(lambda: next(ids))
     conn = core.conn
     data = payload(size)
     body = payload_bytes(size)
     head = b'{"type":"invocationresult","invocation_id":"'
     tail = b'","function_id":"bench::echo","result":' + body + b"}"
+    answers = _reads(b"".join(_ws_frame(head + _uuid(i).encode() + tail) for i in range(BATCH)))
     succeeded = ev.InvocationSucceeded
-    state = {"next": 0}
-
-    def answers(first: int) -> list[bytes]:
-        return _reads(
-            b"".join(
-                _ws_frame(head + b"00000000-0000-4000-8000-%012x" % (first + i) + tail)
-                for i in range(BATCH)
-            )
-        )
-
-    # Results are prebuilt for the ids the calls will get (a counter).
-    cache: dict[int, list[bytes]] = {}
 
     def run(rounds: int) -> None:
         invoke, receive, events = conn.invoke, conn.receive_data, conn.events
         for _ in range(rounds):
-            first = state["next"]
-            state["next"] = first + BATCH
-            reads = cache.pop(first, None) or answers(first)
             for _ in range(BATCH):
                 invoke("bench::echo", data, now=1.0)
             conn.data_to_send()
             got = 0
-            for chunk in reads:
+            for chunk in answers:
                 receive(chunk, 1.0)
                 for event in events():
                     got += type(event) is succeeded
             assert got == BATCH, got
-            cache[state["next"]] = answers(state["next"])
 
     return run
 
