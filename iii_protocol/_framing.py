@@ -404,11 +404,15 @@ class Framing:
         limit = self._max_message_size
         while 0 <= pos < size:
             if data[pos] == _TEXT_FIN and not self._continuing:
-                info = _header(data, pos)
-                if info is None:
-                    self._held.append(data[pos:])  # a header cut by the read
-                    return
-                head, length = info
+                length = data[pos + 1] if pos + 1 < size else 126
+                if length < 126:
+                    head = 2  # (the common case, read inline)
+                else:
+                    info = _header(data, pos)
+                    if info is None:
+                        self._held.append(data[pos:])  # a header cut by the read
+                        return
+                    head, length = info
                 # Unmasked and minimally encoded (anything else is wsproto's to refuse).
                 if length <= limit and (
                     head == 2
