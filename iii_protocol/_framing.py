@@ -321,6 +321,8 @@ class Framing:
         Nothing follows a ``Lost``.
         """
         assert self._ws is not None  # Connection feeds only a live socket
+        if type(data) is not bytes:
+            data = bytes(data)  # (a bytearray or memoryview read: sliced and decoded below)
         if self._fast:
             return self._frames(data)
         return self._wsproto(data)

@@ -85,6 +85,20 @@ def test_whole_text_frames_never_reach_wsproto() -> None:
     assert framing.buffered == 0
 
 
+def test_reads_of_any_bytes_like_type() -> None:
+    framing = Framing(CONFIG)
+    framing.start()
+    framing.request("engine.test", "/", ())
+    assert list(framing.receive(bytearray(b"HTTP/1.1 400 Nope\r\n\r\n"))) != []
+    stream = ws_frame(b"one") + ws_frame(b"two")
+    keys = Keys()
+    with seeded(keys):
+        framing.start()
+        framing.request("engine.test", "/", ())
+    assert list(framing.receive(memoryview(UPGRADE + stream[:7]))) == [Accepted(), "one"]
+    assert list(framing.receive(bytearray(stream[7:]))) == ["two"]
+
+
 def test_the_upgrade_and_frames_in_any_reads() -> None:
     stream = ws_frame(b'{"a":1}') + ws_frame(b"\n\n\r\n") + ws_frame(b"y" * 200)
     check([UPGRADE + stream])
