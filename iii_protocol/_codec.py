@@ -27,6 +27,10 @@ __all__ = [
     "decode_frame",
     "invocation_result",
     "invoke_function",
+    "plain_invocation",
+    "plain_result",
+    "read_object",
+    "structure_object",
     "to_json_value",
     "from_json_value",
 ]
@@ -252,20 +256,28 @@ def _structure_error(value: object) -> Any:
     return _DOUBT
 
 
-def _structure_invoke(obj: JSONObject) -> Optional[f.InvokeFunction]:
-    get = obj.get
-    function_id = get("function_id")
-    invocation_id = get("invocation_id")
+def plain_invocation(obj: JSONObject) -> Optional[tuple[str, Optional[str], JSON]]:
+    """``(function_id, invocation_id, data)`` of an ``invokefunction`` object
+    that has no other field (the common case), or ``None``."""
+    function_id = obj.get("function_id")
+    invocation_id = obj.get("invocation_id")
     if (
         len(obj) == (4 if "invocation_id" in obj else 3)  # (with "type" and "data")
         and type(function_id) is str
         and "data" in obj
         and (invocation_id is None or type(invocation_id) is str)
     ):
-        # The common case: nothing else to read.
-        return f.InvokeFunction(
-            function_id=function_id, data=obj["data"], invocation_id=invocation_id
-        )
+        return function_id, invocation_id, obj["data"]
+    return None
+
+
+def _structure_invoke(obj: JSONObject) -> Optional[f.InvokeFunction]:
+    plain = plain_invocation(obj)
+    if plain is not None:
+        return f.InvokeFunction(function_id=plain[0], invocation_id=plain[1], data=plain[2])
+    get = obj.get
+    function_id = get("function_id")
+    invocation_id = get("invocation_id")
     traceparent = get("traceparent")
     baggage = get("baggage")
     namespace = get("namespace")
@@ -299,19 +311,27 @@ def _structure_invoke(obj: JSONObject) -> Optional[f.InvokeFunction]:
     )
 
 
-def _structure_result(obj: JSONObject) -> Optional[f.InvocationResult]:
-    get = obj.get
-    invocation_id = get("invocation_id")
-    function_id = get("function_id")
+def plain_result(obj: JSONObject) -> Optional[tuple[str, str, JSON]]:
+    """``(invocation_id, function_id, result)`` of an ``invocationresult``
+    object with no other field (a success, the common case), or ``None``."""
+    invocation_id = obj.get("invocation_id")
+    function_id = obj.get("function_id")
     if (
         len(obj) == (4 if "result" in obj else 3)  # (with "type")
         and type(invocation_id) is str
         and type(function_id) is str
     ):
-        # The common case: nothing else to read.
-        return f.InvocationResult(
-            invocation_id=invocation_id, function_id=function_id, result=get("result")
-        )
+        return invocation_id, function_id, obj.get("result")
+    return None
+
+
+def _structure_result(obj: JSONObject) -> Optional[f.InvocationResult]:
+    plain = plain_result(obj)
+    if plain is not None:
+        return f.InvocationResult(invocation_id=plain[0], function_id=plain[1], result=plain[2])
+    get = obj.get
+    invocation_id = get("invocation_id")
+    function_id = get("function_id")
     traceparent = get("traceparent")
     baggage = get("baggage")
     error = _structure_error(get("error"))
@@ -513,17 +533,11 @@ def _describe(exc: Exception) -> str:
     return str(exc)  # pragma: no cover - cattrs wraps everything when detailed
 
 
-def decode_frame(data: Union[str, bytes, bytearray, memoryview]) -> Union[f.Frame, f.UnknownFrame]:
-    """Decode one JSON text frame.
-
-    Returns:
-        The typed frame, or ``UnknownFrame`` when its ``type`` is not one this
-        library knows (log it and skip it: newer engines add types).
+def read_object(data: Union[str, bytes, bytearray, memoryview]) -> tuple[str, JSONObject]:
+    """The ``type`` and JSON object of one text frame (``decode_frame``'s first half).
 
     Raises:
-        RemoteProtocolError: invalid JSON or UTF-8, not an object, no string
-            ``type``, or a known frame with a missing or mistyped field
-            (``frame_type`` names it).
+        RemoteProtocolError: as ``decode_frame``, for the JSON and the ``type``.
     """
     try:
         obj = loads(data if isinstance(data, (str, bytes)) else bytes(data))
@@ -534,6 +548,15 @@ def decode_frame(data: Union[str, bytes, bytearray, memoryview]) -> Union[f.Fram
     tag = obj.get("type")
     if not isinstance(tag, str):
         raise RemoteProtocolError("frame has no string 'type' field")
+    return tag, obj
+
+
+def structure_object(tag: str, obj: JSONObject) -> Union[f.Frame, f.UnknownFrame]:
+    """The frame of a JSON object of type ``tag`` (``decode_frame``'s second half).
+
+    Raises:
+        RemoteProtocolError: as ``decode_frame``, for the fields.
+    """
     fast = _FAST_STRUCTURE.get(tag)
     if fast is not None:
         frame = fast(obj)
@@ -548,3 +571,18 @@ def decode_frame(data: Union[str, bytes, bytearray, memoryview]) -> Union[f.Fram
         raise RemoteProtocolError(
             f"invalid {tag} frame: {_describe(exc)}", frame_type=tag
         ) from None
+
+
+def decode_frame(data: Union[str, bytes, bytearray, memoryview]) -> Union[f.Frame, f.UnknownFrame]:
+    """Decode one JSON text frame.
+
+    Returns:
+        The typed frame, or ``UnknownFrame`` when its ``type`` is not one this
+        library knows (log it and skip it: newer engines add types).
+
+    Raises:
+        RemoteProtocolError: invalid JSON or UTF-8, not an object, no string
+            ``type``, or a known frame with a missing or mistyped field
+            (``frame_type`` names it).
+    """
+    return structure_object(*read_object(data))

@@ -46,7 +46,16 @@ from typing import Optional, Union
 from . import _frames as f
 from . import events as ev
 from ._calls import Inbound, Outbound
-from ._codec import decode_frame, encode_frame, encode_object, invocation_result, invoke_function
+from ._codec import (
+    encode_frame,
+    encode_object,
+    invocation_result,
+    invoke_function,
+    plain_invocation,
+    plain_result,
+    read_object,
+    structure_object,
+)
 from ._framing import CLOSE_NORMAL, CLOSE_PROTOCOL_ERROR, Accepted, Framing, Lost, utf8_len
 from ._json import JSON, loads
 from ._registry import Registry
@@ -69,6 +78,8 @@ CALLER_WORKER_ID_KEY = "_caller_worker_id"
 FUNCTION_CONFLICT = "FUNCTION_NAMESPACE_CONFLICT"
 
 _CHANNEL_KEY = '"channel_id"'
+_INVOKE = f.InvokeFunction.TYPE
+_RESULT = f.InvocationResult.TYPE
 
 _I = ConnectionInput
 _NO_SOCKET = SocketPhase.NONE
@@ -325,7 +336,20 @@ class Connection:
         if not text.strip():
             return
         try:
-            frame = decode_frame(text)
+            tag, obj = read_object(text)
+            # The two frames of nearly every message, when they carry nothing
+            # but the common fields, are acted on without a frame object.
+            if tag == _INVOKE:
+                plain = plain_invocation(obj)
+                if plain is not None:
+                    self._on_invoke(*plain, None, None, None, text)
+                    return
+            elif tag == _RESULT:
+                answer = plain_result(obj)
+                if answer is not None:
+                    self._on_result(answer[0], answer[2], None)
+                    return
+            frame = structure_object(tag, obj)
         except RemoteProtocolError as exc:
             self._on_bad_frame(text, exc)
             return
@@ -346,9 +370,17 @@ class Connection:
 
     def _on_frame(self, frame: Union[f.Frame, f.UnknownFrame], text: str) -> None:
         if isinstance(frame, f.InvocationResult):
-            self._on_result(frame)
+            self._on_result(frame.invocation_id, frame.result, frame.error)
         elif isinstance(frame, f.InvokeFunction):
-            self._on_invoke(frame, text)
+            self._on_invoke(
+                frame.function_id,
+                frame.invocation_id,
+                frame.data,
+                frame.metadata,
+                frame.traceparent,
+                frame.baggage,
+                text,
+            )
         elif isinstance(frame, f.WorkerRegistered):
             self._on_worker_registered(frame)
         elif isinstance(frame, f.RegisterTrigger):
@@ -447,21 +479,20 @@ class Connection:
             )
         )
 
-    def _on_result(self, frame: f.InvocationResult) -> None:
-        invocation_id = frame.invocation_id
+    def _on_result(self, invocation_id: str, result: JSON, error: Optional[f.ErrorBody]) -> None:
         if invocation_id == self._announce_id:
             self._announce_id = None
-            self._emit(ev.Announced(result=frame.result, error=frame.error))
+            self._emit(ev.Announced(result=result, error=error))
             return
         pending = self._calls.answered(invocation_id)
         if pending is None:
             return
-        if frame.error is not None:
+        if error is not None:
             self._emit(
                 ev.InvocationFailed(
                     invocation_id=invocation_id,
                     function_id=pending.function_id,
-                    error=frame.error,
+                    error=error,
                 )
             )
         else:
@@ -469,27 +500,35 @@ class Connection:
                 ev.InvocationSucceeded(
                     invocation_id=invocation_id,
                     function_id=pending.function_id,
-                    result=frame.result,
+                    result=result,
                 )
             )
 
-    def _on_invoke(self, frame: f.InvokeFunction, text: str) -> None:
-        invocation_id = frame.invocation_id
-        function = self._registry.function(frame.function_id)
+    def _on_invoke(
+        self,
+        function_id: str,
+        invocation_id: Optional[str],
+        data: JSON,
+        metadata: JSON,
+        traceparent: Optional[str],
+        baggage: Optional[str],
+        text: str,
+    ) -> None:
+        function = self._registry.functions.get(function_id)
         if function is None or function.invocation is not None:
             if invocation_id is not None:
                 code, message = (
-                    ("function_not_found", f"Function '{frame.function_id}' not found")
+                    ("function_not_found", f"Function '{function_id}' not found")
                     if function is None
                     else (
                         "function_not_invokable",
-                        f"Function '{frame.function_id}' is invoked over HTTP by the engine",
+                        f"Function '{function_id}' is invoked over HTTP by the engine",
                     )
                 )
                 self._send_frame(
                     f.InvocationResult(
                         invocation_id=invocation_id,
-                        function_id=frame.function_id,
+                        function_id=function_id,
                         error=f.ErrorBody(code=code, message=message),
                     )
                 )
@@ -500,24 +539,23 @@ class Connection:
             self._emit(
                 ev.FrameRejected(
                     error=RemoteProtocolError(
-                        f"invocation {invocation_id} is already running", frame_type=frame.TYPE
+                        f"invocation {invocation_id} is already running", frame_type=_INVOKE
                     )
                 )
             )
             return
-        data = frame.data
         caller: Optional[str] = None
         if isinstance(data, dict) and CALLER_WORKER_ID_KEY in data:
             raw_caller = data.pop(CALLER_WORKER_ID_KEY)
             caller = raw_caller if isinstance(raw_caller, str) else None
-        self._emit(
+        self._events.append(
             ev.InvocationRequested(
                 invocation_id=invocation_id,
-                function_id=frame.function_id,
+                function_id=function_id,
                 data=data,
-                metadata=frame.metadata,
-                traceparent=frame.traceparent,
-                baggage=frame.baggage,
+                metadata=metadata,
+                traceparent=traceparent,
+                baggage=baggage,
                 caller_worker_id=caller,
                 # A substring search of the text is far cheaper than walking
                 # the decoded payload of every invocation for refs.

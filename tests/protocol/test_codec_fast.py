@@ -427,3 +427,47 @@ def test_send_result_writes_the_frame_encode_frame_writes(result: Any, error: An
         return
     assert pair.conn.send_result("in-1", "f", result, error=error) is True
     assert _written_now(pair.conn) == [expected]
+
+
+@relaxed
+@given(
+    data=iii_st.json_values(),
+    invocation_id=st.none() | st.text(max_size=8),
+    extra=st.dictionaries(
+        st.sampled_from(["traceparent", "baggage", "metadata", "namespace", "action"]),
+        st.none(),
+        min_size=1,
+    ),
+)
+def test_a_plain_invocation_is_acted_on_as_its_frame(
+    data: Any, invocation_id: Any, extra: dict[str, None]
+) -> None:
+    """The connection's shortcut for frames with only the common fields gives
+    the same events and bytes as the same frame read in full."""
+    outcomes = []
+    for fields in ({}, extra):
+        pair, engine = _connected()
+        obj = {"type": "invokefunction", "function_id": "f", "data": data, **fields}
+        if invocation_id is not None:
+            obj["invocation_id"] = invocation_id
+        engine.send_text(dumps(obj))
+        engine.send_text(dumps({**obj, "function_id": "nobody"}))
+        pair.feed(engine.take())
+        outcomes.append((pair.new_events(), _written_now(pair.conn)))
+    assert outcomes[0] == outcomes[1]
+
+
+@relaxed
+@given(result=iii_st.json_values(), extra=st.sampled_from([{"error": None}, {"baggage": None}]))
+def test_a_plain_result_is_acted_on_as_its_frame(result: Any, extra: dict[str, None]) -> None:
+    outcomes = []
+    for fields in ({}, extra):
+        pair, engine = _connected()
+        invocation_id = pair.conn.invoke("g", 1, now=0.0)
+        _written_now(pair.conn)
+        answer = {"type": "invocationresult", "invocation_id": invocation_id, "function_id": "g"}
+        engine.send_text(dumps({**answer, "result": result, **fields}))
+        engine.send_text(dumps({**answer, "invocation_id": "unknown"}))
+        pair.feed(engine.take())
+        outcomes.append(pair.new_events())
+    assert outcomes[0] == outcomes[1]
