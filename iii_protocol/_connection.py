@@ -37,8 +37,8 @@ their deadlines running, and a reconnect is scheduled per the policy.
 
 from __future__ import annotations
 
+import os
 import random as _random
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Optional, Union
@@ -71,7 +71,7 @@ from .errors import (
     RemoteProtocolError,
 )
 
-__all__ = ["Connection", "ANNOUNCE_FUNCTION_ID", "CALLER_WORKER_ID_KEY"]
+__all__ = ["Connection", "RandomIds", "ANNOUNCE_FUNCTION_ID", "CALLER_WORKER_ID_KEY"]
 
 ANNOUNCE_FUNCTION_ID = "engine::workers::register"
 CALLER_WORKER_ID_KEY = "_caller_worker_id"
@@ -83,6 +83,31 @@ _RESULT = f.InvocationResult.TYPE
 
 _I = ConnectionInput
 _NO_SOCKET = SocketPhase.NONE
+
+
+class RandomIds:
+    """UUID v4 strings, as ``str(uuid.uuid4())`` makes them (16 bytes of
+    ``os.urandom`` each) at a quarter of the cost: the bytes are drawn 256 ids
+    at a time and the text is made without a ``UUID`` object."""
+
+    __slots__ = ("_at", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def __call__(self) -> str:
+        at = self._at
+        if at >= len(self._pool):
+            self._pool = os.urandom(16 * 256)
+            at = 0
+        self._at = at + 16
+        h = self._pool[at : at + 16].hex()
+        # Version 4 in the 13th digit, the RFC 4122 variant (8, 9, a or b) in the 17th.
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 class Connection:
@@ -106,7 +131,7 @@ class Connection:
         self.config = config if config is not None else Config()
         self._address = self.config.address
         self._random = random if random is not None else _random.Random().random
-        self._new_id = new_id if new_id is not None else (lambda: str(uuid.uuid4()))
+        self._new_id = new_id if new_id is not None else RandomIds()
         self._sm = ConnectionStateMachine()
         self._events: deque[ev.Event] = deque()
         self._framing = Framing(self.config)

@@ -7,6 +7,7 @@ import math
 import uuid
 from collections import OrderedDict
 from typing import Any, Union
+from unittest import mock
 
 import pytest
 from cattrs.errors import BaseValidationError
@@ -39,6 +40,7 @@ from iii_protocol._codec import (
     invocation_result,
     invoke_function,
 )
+from iii_protocol._connection import RandomIds
 from iii_protocol._json import NotJSONError, _strict_dumps, dumps, loads
 
 from .helpers import FakeEngine, Pair, counter_ids
@@ -471,3 +473,19 @@ def test_a_plain_result_is_acted_on_as_its_frame(result: Any, extra: dict[str, N
         pair.feed(engine.take())
         outcomes.append(pair.new_events())
     assert outcomes[0] == outcomes[1]
+
+
+# -- invocation ids ---------------------------------------------------------------------------
+
+
+def test_invocation_ids_are_uuid4_strings_drawn_from_the_system() -> None:
+    ids = RandomIds()
+    drawn = [ids() for _ in range(1000)]  # (several pools)
+    assert len(set(drawn)) == len(drawn)
+    for text in drawn:
+        value = uuid.UUID(text)
+        assert str(value) == text
+        assert value.version == 4 and value.variant == uuid.RFC_4122
+    with mock.patch("os.urandom", return_value=bytes(range(16)) * 256) as urandom:
+        assert RandomIds()() == str(uuid.UUID(bytes=bytes(range(16)), version=4))
+    urandom.assert_called_once_with(16 * 256)
