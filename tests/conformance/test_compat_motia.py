@@ -112,7 +112,11 @@ def test_motia_worker_connects_registers_and_runs_a_step(
         info = engine.wait_for_worker(f"{socket.gethostname()}:{proc.pid}", timeout=60)
         assert info["runtime"] == "python"
         engine.wait_for_function(FUNCTION_ID, timeout=30)
-        bindings = [b for b in engine.bindings() if b.get("function_id") == FUNCTION_ID]
+        # The binding comes after the function on the wire: wait for it as well.
+        bindings = engine.wait_for(
+            lambda: [b for b in engine.bindings() if b.get("function_id") == FUNCTION_ID],
+            timeout=30,
+        )
         assert [b.get("trigger_type") for b in bindings] == ["queue"]
         with iii.register_worker(engine.url, iii.InitOptions(worker_name="motia-probe")) as probe:
             answer = probe.trigger({"function_id": FUNCTION_ID, "payload": {"name": "ada"}})
