@@ -453,9 +453,10 @@ class Framing:
         starts in ``data`` (-1: the socket is lost)."""
         need = self._held_need
         undecoded = self._held_undecoded
+        texts = self._held_texts
         try:
             if len(data) >= need:
-                text = "".join(self._held_texts) + (undecoded + data[:need]).decode()
+                texts.append((undecoded + data[:need]).decode())
             else:
                 more, used = utf_8_decode(undecoded + data, "strict", False)
         except UnicodeDecodeError:
@@ -465,19 +466,20 @@ class Framing:
             for piece in held:
                 # (valid and unfinished: nothing comes of these)
                 yield from self._through_wsproto(piece)
-            self._held_texts.clear()
+            texts.clear()
             self._held_undecoded = b""
             self._held_need = 0
             self._slow_left = need
             return (yield from self._slow(data, 0))
         if len(data) >= need:
+            text = "".join(texts)
             self._held.clear()
-            self._held_texts.clear()
+            texts.clear()
             self._held_need = 0
             yield text
             return need
         self._held.append(data)
-        self._held_texts.append(more)
+        texts.append(more)
         self._held_undecoded = (undecoded + data)[used:]
         self._held_need = need - len(data)
         return len(data)
