@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 import threading
 import time
 from typing import Any, TypedDict
@@ -538,21 +536,6 @@ def test_trigger_async_from_user_loops(iii_engine, worker, caller):
     expected = [i * 3 for i in range(10)]
     assert anyio.run(main) == expected
     assert anyio.run(main, backend="trio") == expected
-
-
-def test_script_exits_without_shutdown(iii_engine):
-    code = (
-        "import iii\n"
-        f"w = iii.register_worker({iii_engine.url!r})\n"
-        "w.register_function('exit::f', lambda d: d)\n"
-        "print('registered', flush=True)\n"
-    )
-    start = time.monotonic()
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert "registered" in result.stdout
-    assert time.monotonic() - start < 15
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
