@@ -317,7 +317,7 @@ class Framing:
 
     # -- input -------------------------------------------------------------------
 
-    def receive(self, data: bytes) -> Iterator[Item]:
+    def receive(self, data: Union[bytes, bytearray, memoryview]) -> Iterator[Item]:
         """Feed bytes; yields each whole text message and each socket event.
 
         Stop iterating once the socket is dropped (the rest is for nobody).
