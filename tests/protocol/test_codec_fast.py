@@ -51,7 +51,7 @@ relaxed = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-HOT = (InvokeFunction, InvocationResult)
+HOT: tuple[type[Union[InvokeFunction, InvocationResult]], ...] = (InvokeFunction, InvocationResult)
 HOT_TYPES = [cls.TYPE for cls in HOT]
 
 # -- reading -------------------------------------------------------------------------------
@@ -62,6 +62,7 @@ def _by_the_converter(text: Union[str, bytes]) -> object:
     obj = loads(text)
     assert isinstance(obj, dict)
     tag = obj["type"]
+    assert isinstance(tag, str)
     cls = {c.TYPE: c for c in HOT}[tag]
     try:
         return converter.structure(obj, cls)
@@ -94,8 +95,9 @@ _odd = st.sampled_from(
 def _hot_objects(draw: st.DrawFn) -> dict[str, Any]:
     """An invokefunction or invocationresult object, valid or wrong in places."""
     cls = draw(st.sampled_from(HOT))
-    obj = to_json_value(draw(iii_st.FRAME_STRATEGIES[cls]))
-    assert isinstance(obj, dict)
+    value = to_json_value(draw(iii_st.FRAME_STRATEGIES[cls]))
+    assert isinstance(value, dict)
+    obj: dict[str, Any] = value
     for name in draw(st.lists(st.sampled_from(iii_st.FIELDS[cls.TYPE]), max_size=3)):
         if draw(st.booleans()):
             obj.pop(name, None)
@@ -188,7 +190,7 @@ def test_the_fast_reader_returns_the_converter_value() -> None:
         action=TriggerActionEnqueue(queue="q"),
         observe_depth=2,
     )
-    assert _FAST_STRUCTURE["invokefunction"]({"function_id": 1, "data": 1}) is None  # type: ignore[arg-type]
+    assert _FAST_STRUCTURE["invokefunction"]({"function_id": 1, "data": 1}) is None
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -236,6 +238,7 @@ _weird_values = st.sampled_from(
 @st.composite
 def _hot_frames(draw: st.DrawFn) -> Any:
     frame = draw(iii_st.frames_of(*HOT))
+    assert isinstance(frame, HOT)
     names = draw(st.lists(st.sampled_from(iii_st.FIELDS[frame.TYPE]), max_size=2, unique=True))
     changes = {name: draw(_weird_values | st.none() | iii_st.json_values(3)) for name in names}
     return type(frame)(**{**{a: getattr(frame, a) for a in iii_st.FIELDS[frame.TYPE]}, **changes})
@@ -378,7 +381,11 @@ def _written_now(conn: Connection) -> list[str]:
     """The text messages ``conn`` queued (read as the engine reads them)."""
     reader = FrameProtocol(client=False, extensions=[])
     reader.receive_bytes(conn.data_to_send())
-    return [frame.payload for frame in reader.received_frames()]
+    texts = []
+    for frame in reader.received_frames():
+        assert isinstance(frame.payload, str), frame
+        texts.append(frame.payload)
+    return texts
 
 
 @pytest.mark.parametrize(

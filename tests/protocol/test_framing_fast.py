@@ -300,7 +300,7 @@ def test_mask_is_its_own_inverse(size: int) -> None:
     masked = mask(payload, key)
     assert len(masked) == size
     assert all(masked[i] == payload[i] ^ key[i % 4] for i in range(0, size, 97))
-    assert mask(masked, key) == payload
+    assert mask(bytes(masked), key) == payload
 
 
 def test_random_keys_come_from_the_system_pool() -> None:
