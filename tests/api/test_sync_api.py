@@ -81,7 +81,7 @@ def test_duplicate_and_invalid_function_ids(worker):
     with pytest.raises(ValueError):
         worker.register_function("  ", lambda d: d)
     with pytest.raises(TypeError):
-        worker.register_function(42, lambda d: d)  # type: ignore[arg-type]
+        worker.register_function(42, lambda d: d)
 
 
 def test_call_across_workers_and_errors(iii_engine, worker, caller):
@@ -419,7 +419,7 @@ def test_trigger_types_and_bindings(iii_engine, worker, caller):
     registered = threading.Event()
     unregistered = threading.Event()
 
-    class Webhooks(iii.TriggerHandler):
+    class Webhooks(iii.TriggerHandler[Any]):
         async def register_trigger(self, config: iii.TriggerConfig[Any]) -> None:
             events.append(("register", config))
             registered.set()
