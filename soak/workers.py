@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 import anyio
 import anyio.to_thread
+import sniffio
 
 import iii
 from iii import IIIInvocationError, InitOptions, ReconnectionConfig, TriggerAction
@@ -45,7 +46,24 @@ QUEUE = "default"
 
 
 class SoakFailure(Exception):
-    """What the ``fail`` handlers raise."""
+    """What the ``fail`` handlers raise most of the time."""
+
+
+#: how a ``fail`` handler ends, drawn by the caller: mostly an exception, sometimes
+#: a BaseException that must not take the worker down with it
+ENDINGS = ("error",) * 6 + ("exit", "interrupt", "generator-exit", "cancel")
+
+
+def _ending(how: str, id: str, on_asyncio: bool) -> BaseException:
+    if how == "exit":
+        return SystemExit(4)
+    if how == "interrupt":
+        return KeyboardInterrupt()
+    if how == "generator-exit":
+        return GeneratorExit()
+    if how == "cancel" and on_asyncio:  # a cancellation that is not the worker's own
+        return asyncio.CancelledError()
+    return SoakFailure(f"{id} fails on purpose")
 
 
 def function_id(worker: str, fn: str) -> str:
@@ -167,7 +185,7 @@ class Host:
                     if data["sleep"]:
                         await anyio.sleep(data["sleep"])
                     if failing:
-                        raise SoakFailure(f"{data['id']} fails on purpose")
+                        raise _ending(data["raise"], data["id"], _on_asyncio())
                 except BaseException:
                     ledger.run_ended(run, RAISED)
                     raise
@@ -182,7 +200,7 @@ class Host:
                 if data["sleep"]:
                     time.sleep(data["sleep"])
                 if failing:
-                    raise SoakFailure(f"{data['id']} fails on purpose")
+                    raise _ending(data["raise"], data["id"], False)
             except BaseException:
                 ledger.run_ended(run, RAISED)
                 raise
@@ -193,7 +211,7 @@ class Host:
 
     # -- calls -------------------------------------------------------------------------
 
-    def _choose(self, rng: random.Random) -> tuple[str, str, str, float]:
+    def _choose(self, rng: random.Random) -> tuple[str, str, str, dict[str, Any]]:
         target = rng.choice(self.targets)
         r = rng.random()
         if r < 0.6:
@@ -202,13 +220,16 @@ class Host:
             action, fn = "void", rng.choice(SINK_FNS)
         else:
             action, fn = "enqueue", rng.choice(SINK_FNS)
-        sleep = round(rng.uniform(0.02, 0.4), 3) if fn in ("slow", "aslow") else 0.0
-        return target, fn, action, sleep
+        args = {
+            "sleep": round(rng.uniform(0.02, 0.4), 3) if fn in ("slow", "aslow") else 0.0,
+            "raise": rng.choice(ENDINGS) if fn.endswith("fail") else None,
+        }
+        return target, fn, action, args
 
-    def _request(self, call: Call, sleep: float) -> dict[str, Any]:
+    def _request(self, call: Call, args: dict[str, Any]) -> dict[str, Any]:
         request: dict[str, Any] = {
             "function_id": function_id(call.target, call.fn),
-            "payload": {"id": call.id, "sleep": sleep},
+            "payload": {"id": call.id, **args},
             "timeout_ms": self.timeout_ms,
         }
         if call.action == "void":
@@ -221,10 +242,10 @@ class Host:
         rng = random.Random(f"{self.seed}/{self.name}/t{index}")
         caller = f"{self.name}.t{index}"
         while not self.stop.is_set():
-            target, fn, action, sleep = self._choose(rng)
+            target, fn, action, args = self._choose(rng)
             call = self.ledger.begin(caller, "trigger", target, fn, action)
             try:
-                value = worker.trigger(self._request(call, sleep))
+                value = worker.trigger(self._request(call, args))
             except IIIInvocationError as exc:
                 self.ledger.end(call, ERROR, exc.code, exc.message)
             except BaseException as exc:
@@ -240,10 +261,10 @@ class Host:
         rng = random.Random(f"{self.seed}/{self.name}/a{index}")
         caller = f"{self.name}.a{index}"
         while not self.stop.is_set():
-            target, fn, action, sleep = self._choose(rng)
+            target, fn, action, args = self._choose(rng)
             call = self.ledger.begin(caller, "trigger_async", target, fn, action)
             try:
-                value = await worker.trigger_async(self._request(call, sleep))
+                value = await worker.trigger_async(self._request(call, args))
             except IIIInvocationError as exc:
                 self.ledger.end(call, ERROR, exc.code, exc.message)
             except BaseException as exc:
@@ -318,6 +339,13 @@ async def _wait(event: threading.Event) -> None:
     """Wait for a ``threading.Event`` on any loop (by polling: it is set once)."""
     while not event.is_set():
         await anyio.sleep(0.05)
+
+
+def _on_asyncio() -> bool:
+    try:
+        return sniffio.current_async_library() == "asyncio"
+    except sniffio.AsyncLibraryNotFoundError:
+        return False
 
 
 def _plain(value: Any) -> Any:
