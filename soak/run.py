@@ -28,6 +28,7 @@ from ._engine import EngineError, EngineProcess, free_port
 from .faults import KINDS, Injector, schedule
 from .leaks import Cycles
 from .ledger import Ledger
+from .reconnects import Reconnects
 from .workers import RUNTIMES, Host
 
 Say = Callable[[str], None]
@@ -42,6 +43,8 @@ class Config:
     seed: Optional[int] = None
     cycles: int = 300
     warmup: int = 25
+    #: drops of one worker per runtime (60: 300 reconnects in all)
+    reconnects: int = 60
     #: timeout of every soak call
     timeout_ms: int = 20_000
     #: InitOptions.shutdown_grace_ms of the soak's workers (short: some handlers are cut off)
@@ -129,7 +132,8 @@ def run(cfg: Config, say: Say = print) -> Report:
     report = Report(config={k: v for k, v in asdict(cfg).items()})
     say(
         f"soak: seed {cfg.seed} (replay: --seed {cfg.seed}), {cfg.seconds:g}s, "
-        f"{cfg.faults} faults, {cfg.cycles} connect cycles; output in {out}"
+        f"{cfg.faults} faults, {cfg.cycles} connect cycles, {cfg.reconnects} drops per "
+        f"runtime; output in {out}"
     )
     trouble = _Trouble()
     uninstall = trouble.install()
@@ -140,6 +144,8 @@ def run(cfg: Config, say: Say = print) -> Report:
         try:
             if cfg.cycles:
                 _cycles(cfg, engine, report, say)
+            if cfg.reconnects:
+                _reconnects(cfg, engine, report, say)
             if cfg.seconds > 0:
                 _soak(cfg, engine, report, say, out)
         finally:
@@ -180,6 +186,18 @@ def _cycles(cfg: Config, engine: EngineProcess, report: Report, say: Say) -> Non
             f"(bound {figures['bounds'][key]})"
         )
     report.violations.extend(f"cycles: {w}" for w in figures["wrong_values"])
+
+
+def _reconnects(cfg: Config, engine: EngineProcess, report: Report, say: Say) -> None:
+    warmup = min(max(1, cfg.reconnects // 10), cfg.reconnects)
+    say(f"reconnect rounds: {cfg.reconnects} drops of one worker per runtime (warm-up {warmup})")
+    figures = Reconnects(engine).run(cfg.reconnects, warmup, say)
+    report.sections["reconnects"] = figures
+    for key, grew in figures["over_bound"].items():
+        report.violations.append(
+            f"reconnects: {key} grew by {grew} over {cfg.reconnects - warmup} drops"
+        )
+    report.violations.extend(f"reconnects: {w}" for w in figures["wrong_values"])
 
 
 # -- the soak --------------------------------------------------------------------------
@@ -399,6 +417,18 @@ def _print_summary(report: Report, say: Say) -> None:
         )
         say(f"  before {cycles['before']}")
         say(f"  after  {cycles['after']}")
+    rounds = report.sections.get("reconnects")
+    if rounds:
+        say(
+            f"reconnect rounds: {rounds['rounds']} drops per runtime in {rounds['seconds']}s, "
+            "growth after the warm-up:"
+        )
+        for runtime, figures in rounds["runtimes"].items():
+            say(
+                f"  {runtime}: "
+                + ", ".join(f"{k} {v:+d}" for k, v in figures["growth"].items())
+                + f" ({figures['reconnects']} reconnects; after: {figures['after']})"
+            )
     soak = report.sections.get("soak")
     if soak:
         say(
@@ -469,6 +499,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="replay a run's schedule and choices")
     p.add_argument("--cycles", type=int, default=d.cycles, help="connect cycles (0: none)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="cycles before the baseline")
+    p.add_argument(
+        "--reconnects", type=int, default=d.reconnects, help="drops per runtime (0: none)"
+    )
     p.add_argument("--timeout-ms", type=int, default=d.timeout_ms, help="timeout of each call")
     p.add_argument("--pace-ms", type=float, default=d.pace_ms, help="mean pause between calls")
     p.add_argument("--tasks", type=int, default=d.tasks, help="async callers per native worker")
@@ -493,6 +526,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         seed=args.seed,
         cycles=args.cycles,
         warmup=args.warmup,
+        reconnects=args.reconnects,
         timeout_ms=args.timeout_ms,
         pace_ms=args.pace_ms,
         tasks=args.tasks,

@@ -1,10 +1,11 @@
-"""A short soak in ``make test``: 20 s, one fault of each kind, 50 connect cycles.
+"""A short soak in ``make test``: 20 s, one fault of each kind, 50 connect cycles
+and 10 drops of a worker on each runtime.
 
 It asserts only what holds however loaded the machine is: every call had
 exactly one outcome consistent with its handler, and nothing grew over the
 cycles or stayed behind after the workers shut down (``python -m soak`` exits
 0 only then).  How many calls a machine manages in 20 s is not asserted.  The
-full soak (250 s, 64 faults, 300 cycles) is ``make soak``.
+full soak (250 s, 64 faults, 300 cycles, 300 drops) is ``make soak``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(1200)
 def test_every_call_has_one_outcome_under_every_fault(tmp_path: Path) -> None:
     args = ["--seconds", "20", "--faults", str(len(KINDS)), "--cycles", "50", "--warmup", "10"]
+    args += ["--reconnects", "10"]
     # A fixed seed: a failure here replays with `python -m soak --seed 15 ...`.
     args += ["--seed", "15", "--out", str(tmp_path)]
     proc = subprocess.run(
@@ -46,3 +48,6 @@ def test_every_call_has_one_outcome_under_every_fault(tmp_path: Path) -> None:
     assert set(soak["by_action"]) == {"request", "void", "enqueue"}
     cycles = report["cycles"]
     assert cycles["cycles"] == 50 and cycles["over_bound"] == {}
+    rounds = report["reconnects"]
+    assert rounds["over_bound"] == {} and rounds["wrong_values"] == []
+    assert all(r["reconnects"] >= 10 for r in rounds["runtimes"].values())
