@@ -206,7 +206,7 @@ def _reconnects(cfg: Config, engine: EngineProcess, report: Report, say: Say) ->
 def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say, out: Path) -> None:
     assert cfg.seed is not None
     ledger = Ledger()
-    go, stop = threading.Event(), threading.Event()
+    go = threading.Event()
     names = [f"soak-{r}" for r in cfg.runtimes]
     base = {**_figures(), "threads": probes.quiet(probes.threads)}
     hosts = [
@@ -225,7 +225,6 @@ def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say, out: Pat
             grace_ms=cfg.grace_ms,
             pace=cfg.pace_ms / 1000,
             go=go,
-            stop=stop,
         )
         for name, runtime in zip(names, cfg.runtimes, strict=False)
     ]
@@ -234,7 +233,8 @@ def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say, out: Pat
     for host in hosts:
         host.ready.wait(180)
         if host.error is not None or not host.ready.is_set():
-            stop.set()
+            for h in hosts:
+                h.stop.set()
             go.set()
             raise RuntimeError(f"worker {host.name} did not start: {host.error!r}")
     connected = _figures()
@@ -269,11 +269,30 @@ def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say, out: Pat
     calls_before_stop = len(ledger.calls)
     elapsed = time.monotonic() - t0
 
-    say("soak: stopping the callers and shutting the workers down with calls in flight")
-    stop.set()
+    # Two endings, each for a part of the workers chosen by the seed: shut down with
+    # calls in flight while connected, then (engine stopped) with calls held while
+    # reconnecting.  The engine must have forgotten the first part in between.
+    order = list(hosts)
+    random.Random(f"{cfg.seed}/ending").shuffle(order)
+    while_up, while_down = order[: (len(order) + 1) // 2], order[(len(order) + 1) // 2 :]
     patience = cfg.timeout_ms / 1000 + 120
-    for host in hosts:
-        host.thread.join(patience)
+    say(f"soak: shutting down {_names(while_up)} with calls in flight, engine up")
+    in_flight = {"engine_up": ledger.in_flight, "engine_down": 0}
+    _shut_down(while_up, patience)
+    engine_after = _engine_after(engine, {h.name for h in while_down})
+    if engine_after.get("workers") != sorted(h.name for h in while_down):
+        report.violations.append(
+            f"engine: workers {engine_after.get('workers')} after {_names(while_up)} left"
+        )
+    if while_down:
+        say(f"soak: engine stopped; shutting down {_names(while_down)} with calls held")
+        try:
+            engine.command("stop")
+            time.sleep(1.0)  # lets the callers make calls that are held, then shut down
+        except EngineError as exc:
+            report.violations.append(f"engine stop before the last shutdowns: {exc}")
+        in_flight["engine_down"] = ledger.in_flight
+        _shut_down(while_down, patience)
     stuck_hosts = [h.name for h in hosts if h.thread.is_alive()]
     for name in stuck_hosts:
         report.violations.append(f"worker {name}: its host thread did not finish")
@@ -294,7 +313,6 @@ def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say, out: Pat
         "fds": probes.settle(probes.fds, base["fds"]),
         "rss_kib": probes.rss_kib(),
     }
-    engine_after = _engine_after(engine)
     for problem in ledger.check():
         report.violations.append(problem)
     for key in ("threads", "fds"):
@@ -306,9 +324,6 @@ def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say, out: Pat
         report.violations.append(
             f"soak: {after_faults['fds']} fds after the faults, {connected['fds']} before"
         )
-    for key in ("workers", "pending_invocations"):
-        if engine_after.get(key):
-            report.violations.append(f"engine: {engine_after[key]} {key} after the workers left")
     summary = ledger.summary()
     report.sections["soak"] = {
         "seed": cfg.seed,
@@ -336,7 +351,12 @@ def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say, out: Pat
             "after_faults": after_faults,
             "after_shutdown": final,
         },
-        "engine_after": engine_after,
+        "engine_after_first_shutdowns": engine_after,
+        "ending": {
+            "engine_up": _names(while_up),
+            "engine_down": _names(while_down),
+            "calls_in_flight": in_flight,
+        },
     }
     for failure in injector.failures:
         report.violations.append(f"fault injection failed: {failure}")
@@ -379,19 +399,30 @@ def _wait_connected(hosts: list[Host], patience: float) -> Any:
         time.sleep(0.1)
 
 
-def _engine_after(engine: EngineProcess) -> dict[str, Any]:
-    """The engine's counts once the workers left (waiting for it to see them go)."""
+def _shut_down(hosts: list[Host], patience: float) -> None:
+    for host in hosts:
+        host.stop.set()
+    for host in hosts:
+        host.thread.join(patience)
+
+
+def _names(hosts: list[Host]) -> list[str]:
+    return [h.name for h in hosts]
+
+
+def _engine_after(engine: EngineProcess, remaining: set[str]) -> dict[str, Any]:
+    """The engine's workers and counts once some workers left (waiting for it to see
+    them go: at most 30 s)."""
     deadline = time.monotonic() + 30
-    stats: dict[str, Any] = {}
-    while time.monotonic() < deadline:
+    while True:
         try:
+            names = sorted(w["name"] for w in engine.command("workers")["workers"])
             stats = engine.command("stats")
         except EngineError as exc:
             return {"error": str(exc)}
-        if not stats.get("workers") and not stats.get("pending_invocations"):
-            break
+        if set(names) == remaining or time.monotonic() > deadline:
+            return {**stats, "workers": names}
         time.sleep(0.1)
-    return stats
 
 
 def _stacks() -> dict[str, str]:
@@ -471,7 +502,18 @@ def _print_summary(report: Report, say: Say) -> None:
                 f"{k} {v['threads']}/{v['fds']}/{v['rss_kib'] // 1024}" for k, v in res.items()
             )
         )
-        say(f"  engine after the workers left: {soak['engine_after']}")
+        ending = soak["ending"]
+        say(
+            f"  shut down with the engine up: {', '.join(ending['engine_up'])} "
+            f"({ending['calls_in_flight']['engine_up']} calls in flight); with the engine "
+            f"down: {', '.join(ending['engine_down'])} "
+            f"({ending['calls_in_flight']['engine_down']} calls in flight)"
+        )
+        after = soak["engine_after_first_shutdowns"]
+        say(
+            f"  engine after the first shutdowns: workers {after.get('workers')}, pending "
+            f"invocations {after.get('pending_invocations')}"
+        )
     say(f"warnings logged: {sum(report.sections.get('warnings_logged', {}).values())}")
     if report.violations:
         say(f"FAILED: {len(report.violations)} violations")

@@ -104,7 +104,6 @@ class Host:
         grace_ms: int,
         pace: float,
         go: threading.Event,
-        stop: threading.Event,
     ) -> None:
         self.name = name
         self.runtime = runtime
@@ -118,7 +117,8 @@ class Host:
         self.grace_ms = grace_ms
         self.pace = pace
         self.go = go
-        self.stop = stop
+        #: set by the runner: the callers stop and the worker shuts down
+        self.stop = threading.Event()
         self.ready = threading.Event()
         self.error: Optional[BaseException] = None
         self.worker: Optional[iii.III] = None
