@@ -13,6 +13,8 @@ Commands (``op``):
 * ``drop``: ``name`` (a worker name), ``code`` (a close code, or null to abort
   the TCP stream without a Close frame): ``{"dropped": n}``
 * ``drop_all``: ``code`` as for ``drop``: ``{"dropped": n}``
+* ``garbage``: ``name``, ``hex``: write those bytes to the worker's TCP stream as
+  they are (not a WebSocket frame): ``{"sent": n}``
 * ``restart``, ``stop``, ``start``: the engine's own (same port, state lost)
 * ``stats``: ``Engine.stats()`` and ``queue_stats()``
 
@@ -50,6 +52,11 @@ async def _command(engine: Engine, request: dict[str, Any]) -> dict[str, Any]:
         for worker_id in ids:
             engine.drop(str(worker_id), code=code)
         return {"dropped": len(ids)}
+    if op == "garbage":
+        ids = [w["worker_id"] for w in engine.workers() if w["name"] == request["name"]]
+        for worker_id in ids:
+            engine.send_raw(str(worker_id), bytes.fromhex(request["hex"]))
+        return {"sent": len(ids)}
     if op == "drop_all":
         return {"dropped": engine.drop_all(code=request.get("code")) if engine.running else 0}
     if op == "restart":

@@ -10,6 +10,10 @@ Kinds (each about equally often, in a shuffled order):
 * ``outage``: the same, with the port closed for ``down`` seconds in between;
 * ``kill-9``: SIGKILL of the engine process, a new one on the same port after
   ``down`` seconds.
+
+Not in the default mix (``--kinds`` adds it): ``garbage``, bytes that are no
+WebSocket frame written to one worker's stream (it must drop that connection
+and reconnect).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ KINDS = (
     "outage",
     "kill-9",
 )
+
+#: kinds ``--kinds`` may add to the default ones
+EXTRA_KINDS = ("garbage",)
 
 
 @dataclass
@@ -65,7 +72,7 @@ def schedule(
         order.extend(batch)
     faults = []
     for at, kind in zip(times, order, strict=False):
-        target = rng.choice(workers) if kind.startswith(("drop-1", "abort")) else None
+        target = rng.choice(workers) if kind.startswith(("drop-1", "abort", "garbage")) else None
         down = round(rng.uniform(0.2, 3.0), 2) if kind in ("outage", "kill-9") else 0.0
         faults.append(Fault(round(at, 2), kind, target, down))
     return faults
@@ -118,6 +125,12 @@ class Injector:
             if not dropped:
                 self.no_effect[kind] += 1
             note = f"{fault.target} ({'dropped' if dropped else 'was not connected'})"
+        elif kind == "garbage":
+            # A reserved opcode (0x3) with the FIN bit, then junk: a protocol error.
+            sent = engine.command("garbage", name=fault.target, hex="8305ffffffffff")["sent"]
+            if not sent:
+                self.no_effect[kind] += 1
+            note = f"{fault.target} ({'sent' if sent else 'was not connected'})"
         elif kind == "restart":
             engine.command("restart")
         elif kind == "outage":

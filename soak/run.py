@@ -25,7 +25,7 @@ from typing import Any, Optional
 
 from . import probes
 from ._engine import EngineError, EngineProcess, free_port
-from .faults import KINDS, Injector, schedule
+from .faults import EXTRA_KINDS, KINDS, Injector, schedule
 from .leaks import Cycles
 from .ledger import Ledger
 from .reconnects import Reconnects
@@ -550,7 +550,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bound-tasks", type=int, default=d.bound_tasks)
     p.add_argument("--thread-callers", type=int, default=d.thread_callers)
     p.add_argument(
-        "--kinds", default=",".join(d.kinds), help=f"fault kinds (default: all of {KINDS})"
+        "--kinds",
+        default=",".join(d.kinds),
+        help=f"fault kinds, comma-separated (default: {','.join(KINDS)}; also: "
+        f"{','.join(EXTRA_KINDS)})",
     )
     p.add_argument("--out", default=None, help="directory for engine.log and report.json")
     return p
@@ -559,9 +562,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     kinds = tuple(k for k in args.kinds.split(",") if k)
-    unknown = set(kinds) - set(KINDS)
+    unknown = set(kinds) - set(KINDS + EXTRA_KINDS)
     if unknown:
-        _parser().error(f"unknown fault kinds {sorted(unknown)}; known: {KINDS}")
+        _parser().error(f"unknown fault kinds {sorted(unknown)}; known: {KINDS + EXTRA_KINDS}")
     cfg = Config(
         seconds=args.seconds,
         faults=args.faults,
