@@ -8,6 +8,12 @@ then calls the function once.  The figures (threads, fds, the tasks of the
 worker's loop, memory still allocated) are read after a warm-up and at the end;
 growth must stay within ``soak.leaks.BOUNDS``.  The asyncio and trio workers run
 inside their loops, so their task counts are read from inside those loops.
+
+On trio the memory figure grows by about 0.4 KiB a drop, then stops near 240 KiB.
+That is trio keeping a cancel scope in its deadline heap until the deadline
+passes or the heap is pruned (at 1 000 stale entries). The 120 s waits of each
+round leave such entries.  Measured over 1 500 drops, flat from the 1 000th;
+the default 60 drops grow it by about 25 KiB.
 """
 
 from __future__ import annotations

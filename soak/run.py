@@ -147,7 +147,7 @@ def run(cfg: Config, say: Say = print) -> Report:
             if cfg.reconnects:
                 _reconnects(cfg, engine, report, say)
             if cfg.seconds > 0:
-                _soak(cfg, engine, report, say, out)
+                _soak(cfg, engine, report, say)
         finally:
             engine.stop()
             uninstall()
@@ -203,7 +203,7 @@ def _reconnects(cfg: Config, engine: EngineProcess, report: Report, say: Say) ->
 # -- the soak --------------------------------------------------------------------------
 
 
-def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say, out: Path) -> None:
+def _soak(cfg: Config, engine: EngineProcess, report: Report, say: Say) -> None:
     assert cfg.seed is not None
     ledger = Ledger()
     go = threading.Event()
