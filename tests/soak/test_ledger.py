@@ -60,7 +60,7 @@ def test_a_consistent_ledger_has_no_violation() -> None:
     assert ledger.in_flight == 0
 
 
-BROKEN = {
+BROKEN: dict[str, dict[str, Any]] = {
     "no outcome": dict(runs=(RETURNED,), outcome=None),
     "2 outcomes": dict(runs=(RETURNED,), outcome=(VALUE, None, "expected"), again=True),
     "ran 2 times": dict(runs=(RETURNED, RETURNED), outcome=(VALUE, None, "expected")),
