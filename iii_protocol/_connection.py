@@ -762,25 +762,19 @@ class Connection:
         Raises:
             LocalProtocolError: no such invocation is waiting for an answer
                 (never received, or answered already).
+            TypeError: ``error`` is not an ``ErrorBody`` (the invocation is
+                still waiting for its answer).
         """
+        if error is not None and type(error) is not f.ErrorBody:
+            raise TypeError(f"error must be an ErrorBody, not {type(error).__name__}")
         if not self._inbound.finish(invocation_id):
             return False
         if error is not None:
             result = None
         try:
             obj = invocation_result(invocation_id, function_id, result, error, traceparent, None)
-            if obj is None:  # (an error of another class: the converter decides)
-                text = encode_frame(
-                    f.InvocationResult(
-                        invocation_id=invocation_id,
-                        function_id=function_id,
-                        result=result,
-                        error=error,
-                        traceparent=traceparent,
-                    )
-                )
-            else:
-                text = encode_object(obj, f.InvocationResult.TYPE, function_id)
+            assert obj is not None  # (only an error of another class makes it None)
+            text = encode_object(obj, f.InvocationResult.TYPE, function_id)
             text = self._size_checked(text, function_id)
         except (PayloadError, PayloadTooLarge) as exc:
             text = encode_frame(

@@ -414,28 +414,36 @@ def test_invoke_writes_the_frame_encode_frame_writes(action: Any) -> None:
         (None, None),
         ({"ok": [1.5, None]}, None),
         ("ignored", ErrorBody(code="c", message="m")),
-        (None, {"code": "c", "message": "m"}),  # not an ErrorBody: the converter decides
     ],
 )
 def test_send_result_writes_the_frame_encode_frame_writes(result: Any, error: Any) -> None:
     pair, _ = _connected()
     pair.send(InvokeFunction(function_id="f", data=None, invocation_id="in-1"))
     pair.new_events()
-    try:
-        expected = encode_frame(
-            InvocationResult(
-                invocation_id="in-1",
-                function_id="f",
-                result=None if error is not None else result,
-                error=error,
-            )
+    expected = encode_frame(
+        InvocationResult(
+            invocation_id="in-1",
+            function_id="f",
+            result=None if error is not None else result,
+            error=error,
         )
-    except AttributeError as exc:  # what the converter makes of a dict as the error
-        with pytest.raises(AttributeError, match=str(exc)):
-            pair.conn.send_result("in-1", "f", result, error=error)
-        return
+    )
     assert pair.conn.send_result("in-1", "f", result, error=error) is True
     assert _written_now(pair.conn) == [expected]
+
+
+def test_send_result_refuses_an_error_that_is_not_an_error_body() -> None:
+    pair, _ = _connected()
+    pair.send(InvokeFunction(function_id="f", data=None, invocation_id="in-1"))
+    pair.new_events()
+    with pytest.raises(TypeError, match="ErrorBody, not dict"):
+        pair.conn.send_result("in-1", "f", error={"code": "c", "message": "m"})  # type: ignore[arg-type]
+    assert _written_now(pair.conn) == []
+    # Nothing was lost: the invocation still waits for its one answer.
+    error = ErrorBody(code="c", message="m")
+    assert pair.conn.send_result("in-1", "f", error=error) is True
+    expected = InvocationResult(invocation_id="in-1", function_id="f", error=error)
+    assert _written_now(pair.conn) == [encode_frame(expected)]
 
 
 @relaxed
