@@ -13,8 +13,11 @@ is written as its JSON object, fields that are ``None`` left out.
 from __future__ import annotations
 
 import enum
+import types
+import typing
+import collections.abc as collections_abc
 from collections.abc import Collection, Iterator, Mapping
-from typing import Any, ClassVar, Optional, TypeVar
+from typing import Any, ClassVar, Optional, TypeVar, Union
 
 import attrs
 
@@ -108,10 +111,64 @@ class Model:
         if not isinstance(obj, Mapping):
             kind = type(obj).__name__
             raise TypeError(f"{cls.__name__}.model_validate takes a mapping, got {kind}")
-        # Unknown keys are ignored, as pydantic does by default.
+        # Unknown keys are ignored, as pydantic does by default; a nested
+        # model (alone, optional, in a list or a dict) is built from its dict.
         names = {wire: name for name, wire in cls._fields()}
-        fields: dict[str, Any] = {names[k]: v for k, v in obj.items() if k in names}
+        hints = _hints(cls)
+        fields: dict[str, Any] = {
+            names[k]: _validate(hints.get(names[k], Any), v) for k, v in obj.items() if k in names
+        }
         return cls(**fields)
+
+
+def _hints(cls: type[Model]) -> dict[str, Any]:
+    cached: dict[str, Any] | None = cls.__dict__.get("_field_hints")
+    if cached is None:
+        try:
+            cached = typing.get_type_hints(cls)
+        except (NameError, TypeError):  # an annotation that cannot be resolved
+            cached = {}
+        cls._field_hints = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _validate(hint: Any, value: Any) -> Any:
+    """``value`` with the models ``hint`` names built from their dicts."""
+    if isinstance(hint, type) and issubclass(hint, Model):
+        return hint.model_validate(value) if isinstance(value, Mapping) else value
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return value if isinstance(value, hint) else hint(value)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Union or origin is types.UnionType:
+        if value is None:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]
+            return _validate(options[0], value)
+        models = [a for a in options if isinstance(a, type) and issubclass(a, Model)]
+        return _validate_union(models, value) if isinstance(value, Mapping) else value
+    if origin in (list, collections_abc.Sequence) and args and isinstance(value, list):
+        return [_validate(args[0], item) for item in value]
+    if origin in (dict, collections_abc.Mapping) and len(args) == 2 and isinstance(value, dict):
+        return {key: _validate(args[1], item) for key, item in value.items()}
+    return value
+
+
+def _validate_union(models: list[type[Model]], value: Mapping[str, Any]) -> Any:
+    """The model a ``type`` key names (the update operations), else the first
+    that takes the dict."""
+    kind = value.get("type")
+    for model in models:
+        field = attrs.fields_dict(model).get("type")  # type: ignore[arg-type]
+        if kind is not None and field is not None and field.default == kind:
+            return model.model_validate(value)
+    for model in models:
+        try:
+            return model.model_validate(value)
+        except (TypeError, ValueError):
+            continue
+    return value
 
 
 def _dump(value: Any, mode: str, by_alias: bool, exclude_none: bool) -> Any:
