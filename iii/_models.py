@@ -12,10 +12,10 @@ is written as its JSON object, fields that are ``None`` left out.
 
 from __future__ import annotations
 
+import collections.abc as collections_abc
 import enum
 import types
 import typing
-import collections.abc as collections_abc
 from collections.abc import Collection, Iterator, Mapping
 from typing import Any, ClassVar, Optional, TypeVar, Union
 
