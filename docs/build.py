@@ -92,7 +92,6 @@ KNOWN_GAPS = frozenset(
         "iii_protocol.ANNOUNCE_FUNCTION_ID",
         "iii_protocol.CALLER_WORKER_ID_KEY",
         # iii_protocol/_state.py (the phase table is being rewritten)
-        "iii_protocol.ConnectionInput",
     }
 )
 

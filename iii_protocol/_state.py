@@ -74,6 +74,9 @@ class SocketPhase(str, enum.Enum):
 
 
 class ConnectionInput(enum.Enum):
+    """What can happen to a connection: the inputs of ``TRANSITIONS``."""
+
+    #: the user asked to connect (``connect()``).
     CONNECT = "connect"
     #: the transport opened the socket (``transport_opened``).
     TRANSPORT_OPENED = "transport_opened"
@@ -85,9 +88,11 @@ class ConnectionInput(enum.Enum):
     TRANSPORT_LOST = "transport_lost"
     #: as TRANSPORT_LOST, but the reconnect policy allows no further retry.
     RETRIES_EXHAUSTED = "retries_exhausted"
+    #: the reconnect delay ran out: dial again.
     BACKOFF_ELAPSED = "backoff_elapsed"
     #: ``registrationrejected`` with a code other than FUNCTION_NAMESPACE_CONFLICT.
     FATAL_REJECTION = "fatal_rejection"
+    #: the user closed the connection (``close()``).
     CLOSE = "close"
 
 

@@ -58,9 +58,21 @@ NAMESPACES = {"opentelemetry": "opentelemetry-api"}  # only ``context`` and ``pr
 def _dist_of(module: str) -> str:
     if module in NAMESPACES:
         return NAMESPACES[module]
-    dists = importlib.metadata.packages_distributions().get(module)
+    dists = importlib.metadata.packages_distributions().get(module) or _providers(module)
     assert dists, f"no installed distribution provides {module!r}"
     return Requirement(dists[0]).name.lower()
+
+
+def _providers(module: str) -> list[str]:
+    """Distributions whose files hold ``module``: what ``packages_distributions``
+    infers from 3.11 on (3.10 reads only ``top_level.txt``, which not every
+    wheel has)."""
+    found = []
+    for dist in importlib.metadata.distributions():
+        tops = {str(f).split("/", 1)[0].removesuffix(".py") for f in dist.files or ()}
+        if module in tops:
+            found.append(dist.metadata["Name"])
+    return found
 
 
 def _third_party_imports() -> tuple[dict[str, set[str]], dict[str, set[str]]]:

@@ -105,6 +105,8 @@ def _methods(cls: type) -> dict[str, Any]:
 
 
 def describe(obj: Any) -> dict[str, Any]:
+    if obj is typing.Any:  # a class from 3.11 on, an object before: one kind on every Python
+        return {"kind": "value", "type": "Any"}
     if isinstance(obj, types.ModuleType):
         return {"kind": "module"}
     if isinstance(obj, type) and issubclass(obj, BaseException):
