@@ -81,6 +81,14 @@ def _ignore(kind: str, payload: Union[str, bytes]) -> None:
     return None
 
 
+def _telemetry_counted(core: EngineCore, kind: str, payload: Union[str, bytes]) -> bool:
+    """Whether the message is a telemetry frame (OTLP, metrics, logs); counted if so."""
+    if kind == "binary" and payload[:4] in _TELEMETRY_PREFIXES:
+        core.telemetry_frames += 1
+        return True
+    return False
+
+
 async def _send_quietly(stream: anyio.abc.ByteStream, data: bytes) -> None:
     with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         await stream.send(data)
@@ -441,11 +449,8 @@ class Server:
         handle_text = core.handle_text
 
         def on_message(kind: str, payload: Union[str, bytes]) -> None:
-            if kind == "binary" and payload[:4] in _TELEMETRY_PREFIXES:
-                core.telemetry_frames += 1
-                return None
-            handle_text(worker, payload)
-            return None
+            if not _telemetry_counted(core, kind, payload):
+                handle_text(worker, payload)
 
         try:
             async with anyio.create_task_group() as tg:
@@ -470,9 +475,7 @@ class Server:
             return
 
         def on_message(kind: str, payload: Union[str, bytes]) -> None:
-            if kind == "binary" and payload[:4] in _TELEMETRY_PREFIXES:
-                core.telemetry_frames += 1
-            return None
+            _telemetry_counted(core, kind, payload)
 
         await conn.read_loop(on_message)
 
