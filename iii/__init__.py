@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
+from . import _lazy
 from ._version import __version__
 
 if _typing.TYPE_CHECKING:
@@ -219,12 +220,7 @@ _SUBMODULES = frozenset(
 def __getattr__(name: str) -> _typing.Any:
     if name in _SUBMODULES:
         return _importlib.import_module(f".{name}", __name__)
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return _lazy.load(globals(), _WHERE, name)
 
 
 def __dir__() -> list[str]:

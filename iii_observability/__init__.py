@@ -85,22 +85,25 @@ def _trace_ids() -> dict[str, str]:
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
 
 
-def current_trace_id() -> Optional[str]:
-    """The current trace id (32 hex digits), or ``None`` outside any trace."""
+def _span_context() -> Any:
+    """The current span's context, or ``None`` outside any span (or without OpenTelemetry)."""
     otel = _otel()
     if otel is None:
         return None
     context = otel.trace.get_current_span().get_span_context()
-    return f"{context.trace_id:032x}" if context.is_valid else None
+    return context if context.is_valid else None
+
+
+def current_trace_id() -> Optional[str]:
+    """The current trace id (32 hex digits), or ``None`` outside any trace."""
+    context = _span_context()
+    return None if context is None else f"{context.trace_id:032x}"
 
 
 def current_span_id() -> Optional[str]:
     """The current span id (16 hex digits), or ``None`` outside any span."""
-    otel = _otel()
-    if otel is None:
-        return None
-    context = otel.trace.get_current_span().get_span_context()
-    return f"{context.span_id:016x}" if context.is_valid else None
+    context = _span_context()
+    return None if context is None else f"{context.span_id:016x}"
 
 
 def _inject(key: str) -> Optional[str]:

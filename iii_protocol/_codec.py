@@ -9,7 +9,7 @@ Payload fields (``JSON``) pass through untouched in both directions: no copy.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Optional, TypeVar, Union, get_origin
+from typing import Any, Optional, TypeVar, Union, get_args, get_origin
 
 import cattrs
 from cattrs.cols import list_structure_factory
@@ -204,11 +204,9 @@ def _tagged_structure(
 
 
 converter.register_structure_hook(
-    Optional[f.TriggerAction], _tagged_structure((f.TriggerActionVoid, f.TriggerActionEnqueue))
+    Optional[f.TriggerAction], _tagged_structure(get_args(f.TriggerAction))
 )
-converter.register_structure_hook(
-    Optional[f.HttpAuth], _tagged_structure((f.HttpAuthBearer, f.HttpAuthHmac, f.HttpAuthApiKey))
-)
+converter.register_structure_hook(Optional[f.HttpAuth], _tagged_structure(get_args(f.HttpAuth)))
 
 _BY_TYPE: dict[str, type[f.Frame]] = {cls.TYPE: cls for cls in f.KNOWN_FRAMES}
 

@@ -8,7 +8,7 @@ their value is JSON ``null`` (``InvokeFunction.data``, ``RegisterTrigger.config`
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional, Union, final
+from typing import ClassVar, Literal, Optional, Union, final, get_args
 
 import attrs
 
@@ -430,22 +430,5 @@ Frame = Union[
     ErrorFrame,
 ]
 
-#: The frame classes, one per known ``type``.
-KNOWN_FRAMES: tuple[type[Frame], ...] = (
-    WorkerRegistered,
-    RegistrationRejected,
-    RegisterFunction,
-    UnregisterFunction,
-    RegisterTriggerType,
-    UnregisterTriggerType,
-    RegisterTrigger,
-    UnregisterTrigger,
-    TriggerRegistrationResult,
-    InvokeFunction,
-    InvocationResult,
-    RegisterService,
-    Ping,
-    Pong,
-    Reattach,
-    ErrorFrame,
-)
+#: The frame classes, one per known ``type`` (the members of ``Frame``).
+KNOWN_FRAMES: tuple[type[Frame], ...] = get_args(Frame)

@@ -40,8 +40,9 @@ imports this package in every test run of the repository).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from .._lazy import load as _load
 
 if TYPE_CHECKING:
     from ._api import EngineHost, EngineWorker
@@ -93,12 +94,7 @@ _WHERE = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    return _load(globals(), _WHERE, name)
 
 
 def __dir__() -> list[str]:

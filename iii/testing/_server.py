@@ -81,6 +81,14 @@ def _ignore(kind: str, payload: Union[str, bytes]) -> None:
     return None
 
 
+def _telemetry_counted(core: EngineCore, kind: str, payload: Union[str, bytes]) -> bool:
+    """Whether the message is a telemetry frame (OTLP, metrics, logs); counted if so."""
+    if kind == "binary" and payload[:4] in _TELEMETRY_PREFIXES:
+        core.telemetry_frames += 1
+        return True
+    return False
+
+
 async def _send_quietly(stream: anyio.abc.ByteStream, data: bytes) -> None:
     with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
         await stream.send(data)
@@ -384,13 +392,19 @@ class Server:
         self.conns.add(conn)
         try:
             async with conn.running():
-                if route == "main":
-                    await self._serve_main(conn, listener, core, headers, query, request.target)
-                elif route == "otel":
-                    await self._serve_otel(conn, listener, core, headers, query, request.target)
-                else:
+                if route == "module":
                     assert serve is not None
                     await serve(conn)
+                    return
+                ok, session = await self._session(
+                    conn, listener, core, headers, query, request.target
+                )
+                if not ok:
+                    return
+                if route == "main":
+                    await self._serve_main(conn, listener, core, session, request.target)
+                else:
+                    await self._serve_otel(conn, core)
         finally:
             self.conns.discard(conn)
             if self.transcript is not None:
@@ -425,13 +439,9 @@ class Server:
         conn: WsConn,
         listener: Listener,
         core: EngineCore,
-        headers: Mapping[str, str],
-        query: Mapping[str, list[str]],
+        session: Optional[Session],
         target: str,
     ) -> None:
-        ok, session = await self._session(conn, listener, core, headers, query, target)
-        if not ok:
-            return
         worker_id = new_id()
         conn.label = worker_id
         if self.transcript is not None:
@@ -441,11 +451,8 @@ class Server:
         handle_text = core.handle_text
 
         def on_message(kind: str, payload: Union[str, bytes]) -> None:
-            if kind == "binary" and payload[:4] in _TELEMETRY_PREFIXES:
-                core.telemetry_frames += 1
-                return None
-            handle_text(worker, payload)
-            return None
+            if not _telemetry_counted(core, kind, payload):
+                handle_text(worker, payload)
 
         try:
             async with anyio.create_task_group() as tg:
@@ -456,23 +463,9 @@ class Server:
             self.workers_by_conn.pop(worker.worker_id, None)
             core.disconnect(worker)
 
-    async def _serve_otel(
-        self,
-        conn: WsConn,
-        listener: Listener,
-        core: EngineCore,
-        headers: Mapping[str, str],
-        query: Mapping[str, list[str]],
-        target: str,
-    ) -> None:
-        ok, _ = await self._session(conn, listener, core, headers, query, target)
-        if not ok:
-            return
-
+    async def _serve_otel(self, conn: WsConn, core: EngineCore) -> None:
         def on_message(kind: str, payload: Union[str, bytes]) -> None:
-            if kind == "binary" and payload[:4] in _TELEMETRY_PREFIXES:
-                core.telemetry_frames += 1
-            return None
+            _telemetry_counted(core, kind, payload)
 
         await conn.read_loop(on_message)
 

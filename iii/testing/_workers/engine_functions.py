@@ -124,7 +124,11 @@ def _all_functions(host: EngineHost) -> list[Union[FunctionEntry, Builtin]]:
     return entries
 
 
-def _rank(search: str, primary: str, *others: Optional[str]) -> Optional[int]:
+def _rank(search: Optional[str], primary: str, *others: Optional[str]) -> Optional[int]:
+    """How well an entry matches ``search`` (0 best), from its ``primary`` text
+    and then any of ``others``; ``None``: no match.  No search: all match, 0."""
+    if not search:
+        return 0
     needle = search.lower()
     hay = primary.lower()
     if hay == needle:
@@ -167,12 +171,9 @@ def function_summaries(
             continue
         if session is not None and session.denial(ns, entry.id, entry.metadata) is not None:
             continue
-        rank = 0
-        if search:
-            found = _rank(search, entry.id, entry.description)
-            if found is None:
-                continue
-            rank = found
+        rank = _rank(search, entry.id, entry.description)
+        if rank is None:
+            continue
         ranked.append((rank, entry.id, ns, _function_summary(entry)))
     ranked.sort(key=lambda r: (r[0], r[1], r[2]))
     return [r[3] for r in ranked]
@@ -420,12 +421,9 @@ def _triggers_list(host: EngineHost, call: Call) -> JSON:
             continue
         if worker is not None and _type_worker_name(entry) != worker:
             continue
-        rank = 0
-        if search:
-            found = _rank(search, entry.id, entry.description)
-            if found is None:
-                continue
-            rank = found
+        rank = _rank(search, entry.id, entry.description)
+        if rank is None:
+            continue
         ranked.append((rank, entry.id, entry.namespace, _type_summary(entry)))
     ranked.sort(key=lambda r: (r[0], r[1], r[2]))
     return {"triggers": [r[3] for r in ranked]}
@@ -471,12 +469,9 @@ def _registered_list(host: EngineHost, call: Call) -> JSON:
             continue
         if worker is not None and _binding_worker_name(b) != worker:
             continue
-        rank = 0
-        if search:
-            found = _rank(search, b.id, b.trigger_type, b.function_id)
-            if found is None:
-                continue
-            rank = found
+        rank = _rank(search, b.id, b.trigger_type, b.function_id)
+        if rank is None:
+            continue
         ranked.append((rank, b.id, _binding_summary(b)))
     ranked.sort(key=lambda r: (r[0], r[1]))
     return {"registered_triggers": [r[2] for r in ranked]}
@@ -519,19 +514,18 @@ def _workers_list(host: EngineHost, call: Call) -> JSON:
             continue
         if status is not None and row["status"] != status:
             continue
-        if search:
-            name = row["name"]
-            desc = row["description"]
-            if (
-                _rank(
-                    search,
-                    name if isinstance(name, str) else "",
-                    desc if isinstance(desc, str) else None,
-                    str(row["id"]),
-                )
-                is None
-            ):
-                continue
+        name = row["name"]
+        desc = row["description"]
+        if (
+            _rank(
+                search,
+                name if isinstance(name, str) else "",
+                desc if isinstance(desc, str) else None,
+                str(row["id"]),
+            )
+            is None
+        ):
+            continue
         out.append(row)
     out.sort(key=lambda r: (str(r["name"] or ""), str(r["id"])))
     return {"workers": list[JSON](out)}

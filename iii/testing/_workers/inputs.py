@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from iii_protocol._json import JSONObject
+from iii_protocol._json import JSON, JSONObject
 
 from .._records import BuiltinError, Call
 
@@ -25,6 +25,7 @@ __all__ = [
     "opt_bool",
     "opt_str",
     "parse_input",
+    "publish_input",
 ]
 
 STR, BOOL, INT, U32, STRS, OBJ, ANY = "str", "bool", "int", "u32", "strs", "obj", "any"
@@ -114,3 +115,15 @@ def opt_str(inp: JSONObject, key: str) -> Optional[str]:
 
 def opt_bool(inp: JSONObject, key: str) -> bool:
     return inp.get(key) is True
+
+
+def publish_input(call: Call, struct: str) -> tuple[str, JSON]:
+    """``(topic, data)`` of a publish call (pubsub's or the queue's ``publish``):
+    both required, ``data`` may be null, an empty topic is ``topic_not_set``."""
+    inp = parse_input(call, {"topic": (STR, True), "data": (ANY, True)}, struct)
+    topic = inp["topic"]
+    assert isinstance(topic, str)
+    if not topic:
+        raise BuiltinError("topic_not_set", "Topic is not set")
+    data = call.data.get("data") if isinstance(call.data, dict) else None
+    return topic, data

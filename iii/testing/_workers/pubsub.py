@@ -21,8 +21,8 @@ from typing import Optional
 
 from iii_protocol._json import JSON
 
-from .._api import Binding, BuiltinError, Call, EngineWorker, ErrorDict
-from .inputs import ANY, STR, parse_input
+from .._api import Binding, Call, EngineWorker, ErrorDict
+from .inputs import publish_input
 
 __all__ = ["PUBLISH_FUNCTION_ID", "SUBSCRIBE_TRIGGER_TYPE", "PubSub"]
 
@@ -58,12 +58,7 @@ class PubSub(EngineWorker):
         )
 
     def _publish(self, call: Call) -> JSON:
-        inp = parse_input(call, {"topic": (STR, True), "data": (ANY, True)}, "PubSubInput")
-        topic = inp["topic"]
-        assert isinstance(topic, str)
-        if not topic:
-            raise BuiltinError("topic_not_set", "Topic is not set")
-        data = call.data.get("data") if isinstance(call.data, dict) else None
+        topic, data = publish_input(call, "PubSubInput")
         self.published += 1
         for binding in list(self.subscriptions.get(topic, {}).values()):
             self.deliveries += 1

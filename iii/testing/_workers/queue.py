@@ -45,7 +45,7 @@ from iii_protocol._json import JSON, JSONObject
 from .._api import Binding, BuiltinError, Call, EngineWorker, ErrorDict, new_id
 from .._checks import integer, seconds, setting
 from .._records import DEFAULT
-from .inputs import ANY, STR, _describe, parse_input
+from .inputs import ANY, STR, _describe, parse_input, publish_input
 from .queue_settings import SubscriberSettings, queue_configs, resolve_queues
 from .queue_store import Consumer, Job, JobQueue, Scheduler
 
@@ -280,12 +280,7 @@ class MemoryQueue(EngineWorker):
         return [self.subscribers[t] for t in targets]
 
     def _publish(self, call: Call) -> JSON:
-        inp = parse_input(call, {"topic": (STR, True), "data": (ANY, True)}, "QueueInput")
-        topic = inp["topic"]
-        assert isinstance(topic, str)
-        if not topic:
-            raise BuiltinError("topic_not_set", "Topic is not set")
-        data = call.data.get("data") if isinstance(call.data, dict) else None
+        topic, data = publish_input(call, "QueueInput")
         attempts = self.config.max_attempts
         backoff = round(self.config.backoff * 1000)
         queues = self._subscribed(topic)

@@ -90,6 +90,13 @@ LEAVE_TRIGGER_TYPE = "stream:leave"
 STREAM_TRIGGER_TYPE = "stream"
 
 _ITEM: list[Field] = [("stream_name", STR, None), ("group_id", STR, None), ("item_id", STR, None)]
+
+
+def _item_of(inp: dict[str, object]) -> tuple[str, str, str]:
+    """``(stream_name, group_id, item_id)`` of an input checked against ``_ITEM``."""
+    return str(inp["stream_name"]), str(inp["group_id"]), str(inp["item_id"])
+
+
 _TRIGGER_CONFIG: list[Field] = [
     ("stream_name", OPT_STR, None),
     ("group_id", OPT_STR, None),
@@ -304,11 +311,7 @@ class StreamWorker(EngineWorker):
 
     async def _set(self, call: Call) -> JSON:
         inp = parse_struct(call, [*_ITEM, ("data", ANY, None)], "StreamSetInput")
-        stream_name, group_id, item_id = (
-            str(inp["stream_name"]),
-            str(inp["group_id"]),
-            str(inp["item_id"]),
-        )
+        stream_name, group_id, item_id = _item_of(inp)
         data = canonical(inp["data"])  # type: ignore[arg-type]
         custom = self._custom("set", stream_name)
         existed: bool
@@ -339,9 +342,7 @@ class StreamWorker(EngineWorker):
 
     async def _get(self, call: Call) -> JSON:
         inp = parse_struct(call, _ITEM, "StreamGetInput")
-        return await self._get_item(
-            str(inp["stream_name"]), str(inp["group_id"]), str(inp["item_id"])
-        )
+        return await self._get_item(*_item_of(inp))
 
     async def _get_item(self, stream_name: str, group_id: str, item_id: str) -> JSON:
         custom = self._custom("get", stream_name)
@@ -353,11 +354,7 @@ class StreamWorker(EngineWorker):
 
     async def _delete(self, call: Call) -> JSON:
         inp = parse_struct(call, _ITEM, "StreamDeleteInput")
-        stream_name, group_id, item_id = (
-            str(inp["stream_name"]),
-            str(inp["group_id"]),
-            str(inp["item_id"]),
-        )
+        stream_name, group_id, item_id = _item_of(inp)
         custom = self._custom("delete", stream_name)
         existed: bool
         old: JSON
@@ -441,11 +438,7 @@ class StreamWorker(EngineWorker):
 
     async def _update(self, call: Call) -> JSON:
         inp = parse_struct(call, [*_ITEM, ("ops", OPS, None)], "StreamUpdateInput")
-        stream_name, group_id, item_id = (
-            str(inp["stream_name"]),
-            str(inp["group_id"]),
-            str(inp["item_id"]),
-        )
+        stream_name, group_id, item_id = _item_of(inp)
         ops = inp["ops"]
         assert isinstance(ops, list) and all(isinstance(op, Op) for op in ops)
         custom = self._custom("update", stream_name)
