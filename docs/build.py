@@ -11,8 +11,7 @@ in ``__all__`` that does not exist, ...) fails the build.
 module exports (its ``__all__``, else its names without a leading ``_``) and
 every public method or property of an exported class.  Data attributes are
 described in their class's ``Attributes:`` section and are not checked one by
-one.  ``KNOWN_GAPS`` lists the names still missing one (in files being
-rewritten); an entry that gets a docstring must leave the list.
+one.
 
 Two conventions of this project that pdoc does not know are taught to it here:
 ``#:`` comments above an assignment document that variable (the Sphinx
@@ -43,57 +42,9 @@ import pdoc.render
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("iii", "iii_protocol", "iii_transports", "iii_observability")
 
-#: Public names without a docstring yet, all in files other engineers are
-#: rewriting (iii/testing/*, iii_protocol/_state.py).  Remove
-#: an entry when its docstring lands; the check fails on a stale entry.
-KNOWN_GAPS = frozenset(
-    {
-        # iii/testing (the reference engine is being split up)
-        "iii.testing.DEFAULT_PORT",
-        "iii.testing.EngineCore.changed",
-        "iii.testing.EngineCore.iter_workers",
-        "iii.testing.EngineThread.bindings",
-        "iii.testing.EngineThread.channels",
-        "iii.testing.EngineThread.clear_faults",
-        "iii.testing.EngineThread.clear_transcript",
-        "iii.testing.EngineThread.dead_letters",
-        "iii.testing.EngineThread.delay_results",
-        "iii.testing.EngineThread.drop",
-        "iii.testing.EngineThread.drop_all",
-        "iii.testing.EngineThread.dump_transcript",
-        "iii.testing.EngineThread.frames",
-        "iii.testing.EngineThread.functions",
-        "iii.testing.EngineThread.pending_invocations",
-        "iii.testing.EngineThread.queue_stats",
-        "iii.testing.EngineThread.restart",
-        "iii.testing.EngineThread.send_binary",
-        "iii.testing.EngineThread.send_frame",
-        "iii.testing.EngineThread.send_ping",
-        "iii.testing.EngineThread.send_raw",
-        "iii.testing.EngineThread.send_text",
-        "iii.testing.EngineThread.start",
-        "iii.testing.EngineThread.stats",
-        "iii.testing.EngineThread.transcript",
-        "iii.testing.EngineThread.transcript_jsonl",
-        "iii.testing.EngineThread.trigger_types",
-        "iii.testing.EngineThread.wait_for_binding",
-        "iii.testing.EngineThread.wait_for_frame",
-        "iii.testing.EngineThread.wait_for_function",
-        "iii.testing.EngineThread.wait_for_trigger_type",
-        "iii.testing.EngineThread.wait_for_worker",
-        "iii.testing.EngineThread.withhold_results",
-        "iii.testing.EngineThread.worker",
-        "iii.testing.EngineThread.workers",
-        "iii.testing.ExposeRule.matches",
-        "iii.testing.ExposeRule.parse",
-        "iii.testing.ResultRule.matches",
-        "iii.testing.ResultRule.take",
-        # iii_protocol/_connection.py
-        "iii_protocol.ANNOUNCE_FUNCTION_ID",
-        "iii_protocol.CALLER_WORKER_ID_KEY",
-        # iii_protocol/_state.py (the phase table is being rewritten)
-    }
-)
+#: Public names allowed to lack a docstring (none: every public name has one).
+#: The check fails on a stale entry.
+KNOWN_GAPS: frozenset[str] = frozenset()
 
 
 def public_modules() -> list[str]:

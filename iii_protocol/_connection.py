@@ -73,7 +73,9 @@ from .errors import (
 
 __all__ = ["Connection", "RandomIds", "ANNOUNCE_FUNCTION_ID", "CALLER_WORKER_ID_KEY"]
 
+#: The engine function a worker calls to announce its name and metadata.
 ANNOUNCE_FUNCTION_ID = "engine::workers::register"
+#: The key the engine adds to a payload to name the calling worker.
 CALLER_WORKER_ID_KEY = "_caller_worker_id"
 FUNCTION_CONFLICT = "FUNCTION_NAMESPACE_CONFLICT"
 

@@ -41,9 +41,11 @@ class ResultRule:
         self.held: list[tuple[Router, Pending, JSON, Optional[ErrorDict]]] = []
 
     def matches(self, function_id: str) -> bool:
+        """Whether this rule takes the next result of ``function_id``."""
         return self.active and (self.function_id is None or self.function_id == function_id)
 
     def take(self) -> None:
+        """Count one result taken; a rule with a ``count`` ends when it is used up."""
         self.matched += 1
         if self.remaining is not None:
             self.remaining -= 1

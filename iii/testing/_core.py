@@ -205,6 +205,7 @@ class EngineCore(EngineHost):
             event.set()
 
     def changed(self) -> anyio.Event:
+        """An event set at the next registry change (``notify``)."""
         if self._changed is None:
             self._changed = anyio.Event()
         return self._changed
@@ -309,6 +310,7 @@ class EngineCore(EngineHost):
         return {"success": True}
 
     def iter_workers(self) -> list[Worker]:
+        """The connected workers, as a list (safe to iterate while they change)."""
         return list(self.workers.values())
 
     def active_invocations(self) -> dict[str, int]:

@@ -62,6 +62,7 @@ class ExposeRule:
 
     @classmethod
     def parse(cls, raw: object) -> ExposeRule:
+        """A rule from its configuration form: a glob string, or ``{match|metadata, namespace}``."""
         if isinstance(raw, str):
             pattern = _match_pattern(raw)
             return cls(id_glob=pattern if pattern is not None else raw)
@@ -83,6 +84,7 @@ class ExposeRule:
         raise ValueError(f"unsupported expose_functions rule: {raw!r}")
 
     def matches(self, namespace: str, function_id: str, metadata: JSON) -> bool:
+        """Whether a function (its namespace, id and metadata) is exposed by this rule."""
         if namespace != self.namespace:
             return False
         if self.id_glob is not None:

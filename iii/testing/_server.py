@@ -39,6 +39,7 @@ __all__ = ["DEFAULT_PORT", "MAX_FRAME_SIZE", "MAX_MESSAGE_SIZE", "Listener", "Se
 
 log = logging.getLogger("iii.testing")
 
+#: The port ``python -m iii.testing`` listens on unless told otherwise (the real engine's).
 DEFAULT_PORT = 49134
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 MAX_FRAME_SIZE = 16 * 1024 * 1024

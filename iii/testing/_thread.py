@@ -70,6 +70,7 @@ class EngineThread:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> EngineThread:
+        """Start the engine's thread and wait until it listens; returns ``self``."""
         if self._thread is not None:
             raise RuntimeError("EngineThread already started")
         self._thread = threading.Thread(target=self._main, name="iii-reference-engine", daemon=True)
@@ -204,30 +205,39 @@ class EngineThread:
     # -- introspection -------------------------------------------------------------
 
     def workers(self) -> list[JSONObject]:
+        """Connected workers: ids, announce metadata, namespace, functions."""
         return self._call(self.engine.workers)
 
     def worker(self, name_or_id: str) -> JSONObject:
+        """One connected worker by announced name or id (``KeyError`` if none)."""
         return self._call(self.engine.worker, name_or_id)
 
     def functions(self, namespace: Optional[str] = None) -> list[JSONObject]:
+        """Registered functions (all, or one ``namespace``'s), sorted by namespace and id."""
         return self._call(self.engine.functions, namespace)
 
     def trigger_types(self) -> list[JSONObject]:
+        """Registered trigger types: the engine's own and the workers'."""
         return self._call(self.engine.trigger_types)
 
     def bindings(self) -> list[JSONObject]:
+        """Trigger bindings: owner, provider, config, and whether parked or acknowledged."""
         return self._call(self.engine.bindings)
 
     def pending_invocations(self) -> list[JSONObject]:
+        """Invocations the engine routed and has no answer for yet."""
         return self._call(self.engine.pending_invocations)
 
     def channels(self) -> list[JSONObject]:
+        """Open data channels and their ends."""
         return self._call(self.engine.channels)
 
     def queue_stats(self) -> JSONObject:
+        """The queue module's counters (``Engine.queue_stats``)."""
         return self._call(self.engine.queue_stats)
 
     def dead_letters(self) -> list[JSONObject]:
+        """Every dead-lettered job, oldest first (``Engine.dead_letters``)."""
         return self._call(self.engine.dead_letters)
 
     def pubsub_stats(self) -> JSONObject:
@@ -235,18 +245,23 @@ class EngineThread:
         return self._call(self.engine.pubsub_stats)
 
     def stats(self) -> JSONObject:
+        """Counters: workers, functions, pending calls, bad frames, connections, transcript."""
         return self._call(self.engine.stats)
 
     def transcript(self) -> list[JSONObject]:
+        """Every kept transcript entry: ``{ts, conn, dir, kind, frame|text|info|size}``."""
         return self._call(self.engine.transcript)
 
     def transcript_jsonl(self) -> str:
+        """The transcript as JSON lines."""
         return self._call(self.engine.transcript_jsonl)
 
     def dump_transcript(self, path: str) -> None:
+        """Write the transcript to ``path`` as JSON lines."""
         self._call(self.engine.dump_transcript, path)
 
     def clear_transcript(self) -> None:
+        """Forget every transcript entry kept so far."""
         self._call(self.engine.clear_transcript)
 
     def frames(
@@ -256,6 +271,7 @@ class EngineThread:
         direction: Optional[str] = None,
         type: Optional[str] = None,
     ) -> list[JSONObject]:
+        """Protocol frames from the transcript, filtered by worker, direction and type."""
         return self._call(self.engine.frames, worker_id, direction=direction, type=type)
 
     # -- waiting -------------------------------------------------------------------
@@ -272,6 +288,7 @@ class EngineThread:
         announced: bool = True,
         timeout: float = 5.0,
     ) -> JSONObject:
+        """Wait for a connected worker (by announced name, or any) and return it."""
         return self._call(
             self.engine.wait_for_worker,
             name,
@@ -283,16 +300,19 @@ class EngineThread:
     def wait_for_function(
         self, function_id: str, namespace: str = "default", *, timeout: float = 5.0
     ) -> JSONObject:
+        """Wait until ``function_id`` is registered in ``namespace``; return it."""
         return self._call(self.engine.wait_for_function, function_id, namespace, timeout=timeout)
 
     def wait_for_trigger_type(
         self, type_id: str, namespace: str = "default", *, timeout: float = 5.0
     ) -> JSONObject:
+        """Wait until the trigger type ``type_id`` is registered; return it."""
         return self._call(self.engine.wait_for_trigger_type, type_id, namespace, timeout=timeout)
 
     def wait_for_binding(
         self, binding_id: str, *, acked: bool = False, timeout: float = 5.0
     ) -> JSONObject:
+        """Wait for the binding ``binding_id`` (``acked``: once its provider accepted it)."""
         return self._call(self.engine.wait_for_binding, binding_id, acked=acked, timeout=timeout)
 
     def wait_for_frame(
@@ -305,6 +325,7 @@ class EngineThread:
         count: int = 1,
         timeout: float = 5.0,
     ) -> JSONObject:
+        """Wait until the transcript holds ``count`` matching frames; return the last."""
         return self._call(
             self.engine.wait_for_frame,
             type,
@@ -318,9 +339,11 @@ class EngineThread:
     # -- fault injection -------------------------------------------------------------
 
     def drop(self, worker_id: str, *, code: Optional[int] = None) -> None:
+        """Drop one worker's connection: abruptly, or with a Close frame of ``code``."""
         self._call(self.engine.drop, worker_id, code=code)
 
     def drop_all(self, *, code: Optional[int] = None) -> int:
+        """Drop every worker connection; returns how many."""
         return self._call(self.engine.drop_all, code=code)
 
     def stop_engine(self) -> None:
@@ -332,16 +355,19 @@ class EngineThread:
         self._call(self.engine.start)
 
     def restart(self) -> None:
+        """Stop and start again on the same port(s) with fresh state (workers reconnect)."""
         self._call(self.engine.restart)
 
     def delay_results(
         self, seconds: float, function_id: Optional[str] = None, *, count: Optional[int] = None
     ) -> ResultRule:
+        """Forward results of ``function_id`` (any, when None) ``seconds`` late."""
         return self._call(self.engine.delay_results, seconds, function_id, count=count)
 
     def withhold_results(
         self, function_id: Optional[str] = None, *, count: Optional[int] = None
     ) -> ResultRule:
+        """Keep results of ``function_id`` from their callers until ``release``."""
         return self._call(self.engine.withhold_results, function_id, count=count)
 
     def release(self, rule: ResultRule) -> int:
@@ -349,21 +375,27 @@ class EngineThread:
         return self._call(rule.release)
 
     def clear_faults(self) -> None:
+        """Remove every result rule (withheld results stay undelivered)."""
         self._call(self.engine.clear_faults)
 
     def send_raw(self, worker_id: str, data: bytes) -> None:
+        """Write ``data`` to the worker's TCP stream as is (no WebSocket framing)."""
         self._call(self.engine.send_raw, worker_id, data)
 
     def send_text(self, worker_id: str, text: str) -> None:
+        """Send one WebSocket text message with arbitrary content."""
         self._call(self.engine.send_text, worker_id, text)
 
     def send_binary(self, worker_id: str, data: bytes) -> None:
+        """Send one WebSocket binary message."""
         self._call(self.engine.send_binary, worker_id, data)
 
     def send_frame(
         self, worker_id: str, frame: Union[Frame, UnknownFrame, Mapping[str, JSON]]
     ) -> None:
+        """Send a protocol frame (an ``iii_protocol`` frame or a JSON object)."""
         self._call(self.engine.send_frame, worker_id, frame)
 
     def send_ping(self, worker_id: str, payload: bytes = b"") -> None:
+        """Send a WebSocket Ping control frame."""
         self._call(self.engine.send_ping, worker_id, payload)

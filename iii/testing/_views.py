@@ -67,12 +67,14 @@ class Views:
         return [describe_worker(w) for w in self.core.iter_workers()]
 
     def worker(self, name_or_id: str) -> JSONObject:
+        """One connected worker by announced name or id (``KeyError`` if none)."""
         for w in self.core.iter_workers():
             if w.worker_id == name_or_id or w.name == name_or_id:
                 return describe_worker(w)
         raise KeyError(name_or_id)
 
     def functions(self, namespace: Optional[str] = None) -> list[JSONObject]:
+        """Registered functions (all, or one ``namespace``'s), sorted by namespace and id."""
         return [
             {
                 "function_id": e.id,
@@ -87,6 +89,7 @@ class Views:
         ]
 
     def trigger_types(self) -> list[JSONObject]:
+        """Registered trigger types: the engine's own and the workers'."""
         return [
             {
                 "id": e.id,
@@ -98,6 +101,7 @@ class Views:
         ]
 
     def bindings(self) -> list[JSONObject]:
+        """Trigger bindings: owner, provider, config, and whether parked or acknowledged."""
         out: list[JSONObject] = []
         for b in self.core.bindings.values():
             provider = b.provider
@@ -122,6 +126,7 @@ class Views:
         return out
 
     def pending_invocations(self) -> list[JSONObject]:
+        """Invocations the engine routed and has no answer for yet."""
         return [
             {
                 "invocation_id": inv_id,
@@ -133,6 +138,7 @@ class Views:
         ]
 
     def channels(self) -> list[JSONObject]:
+        """Open data channels and their ends."""
         module = self.core.module("channels")
         return module.describe() if isinstance(module, Channels) else []
 
@@ -157,6 +163,7 @@ class Views:
         return module.stats() if isinstance(module, PubSub) else {"enabled": False}
 
     def stats(self) -> JSONObject:
+        """Counters: workers, functions, pending calls, bad frames, connections, transcript."""
         core = self.core
         transcript = self._transcript
         return {
@@ -192,10 +199,12 @@ class Views:
         return self._need_transcript().jsonl()
 
     def dump_transcript(self, path: str) -> None:
+        """Write the transcript to ``path`` as JSON lines."""
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(self.transcript_jsonl())
 
     def clear_transcript(self) -> None:
+        """Forget every transcript entry kept so far."""
         self._need_transcript().clear()
 
     def frames(
