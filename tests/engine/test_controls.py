@@ -155,14 +155,15 @@ async def test_delay_results(engine):
     await provider.result(inv, "slow")
     result = await caller.recv_type("invocationresult")
     assert result["result"] == "slow"
+    # A lower bound: the delay started after ``started``; load only adds to it.
     assert time.monotonic() - started >= 0.28
     assert rule.matched == 1 and not rule.active
     inv = await caller.invoke("svc::fn", 2)
     await provider.recv_type("invokefunction")
-    started = time.monotonic()
     await provider.result(inv, "fast")
     assert (await caller.recv_type("invocationresult"))["result"] == "fast"
-    assert time.monotonic() - started < 0.25
+    # count=1: the spent rule let the second result through untouched.
+    assert rule.matched == 1
 
 
 async def test_withhold_and_release_results(engine):
