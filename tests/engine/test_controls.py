@@ -225,7 +225,7 @@ async def test_send_raw_text_frame_and_ping(engine):
     assert await peer.next_event() == ("binary", b"\x00\x01")
     engine.send_ping(peer.worker_id, b"are you there")
     assert await peer.next_event() == ("ping", b"are you there")
-    await engine.wait_for_frame(worker_id=peer.worker_id, direction="in", type=None, timeout=1)
+    await engine.wait_for_frame(worker_id=peer.worker_id, direction="in", type=None, timeout=30)
     await engine.wait_for(
         lambda: any(
             e["kind"] == "pong" and e["conn"] == peer.worker_id for e in engine.transcript()
