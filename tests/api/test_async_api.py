@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import anyio
@@ -91,13 +90,13 @@ def test_errors_void_and_enqueue(iii_engine, run):
             assert info.value.code == "serialization_error"
             assert await w.trigger_async({"function_id": "ae::job", "payload": 1,
                                           "action": iii.TriggerAction.Void()}) is None
-            with anyio.fail_after(5):
+            with anyio.fail_after(30):
                 await done.wait()
             done = anyio.Event()
             receipt = await w.trigger_async({"function_id": "ae::job", "payload": 2,
                                              "action": iii.TriggerAction.Enqueue(queue="default")})
             assert isinstance(receipt, iii.EnqueueResult)
-            with anyio.fail_after(5):
+            with anyio.fail_after(30):
                 await done.wait()
 
     run(main)
@@ -138,7 +137,8 @@ def test_timeout_connection_lost_and_reconnect(iii_engine, run):
 
             async def call() -> None:
                 try:
-                    await w.trigger_async({"function_id": "al::hang", "payload": None})
+                    await w.trigger_async({"function_id": "al::hang", "payload": None,
+                                           "timeout_ms": 600000})
                 except IIIInvocationError as exc:
                     outcome.append(exc.code)
 
@@ -147,14 +147,13 @@ def test_timeout_connection_lost_and_reconnect(iii_engine, run):
                 await off_loop(lambda: iii_engine.wait_for_frame(
                     "invokefunction", direction="in", count=2,
                     where=lambda f: f.get("function_id") == "al::hang"))
-                start = time.monotonic()
                 await off_loop(lambda: iii_engine.drop(w.worker_id, code=1001))
+            # Failed by the drop, not by its (10 min) timeout.
             assert outcome == ["CONNECTION_LOST"]
-            assert time.monotonic() - start < 3
-            with anyio.fail_after(5):
+            with anyio.fail_after(30):
                 while w.get_connection_state() != "connected":
                     await anyio.sleep(0.02)
-            with anyio.fail_after(5):
+            with anyio.fail_after(30):
                 while True:
                     try:
                         assert await w.trigger_async(
@@ -227,7 +226,7 @@ def test_trigger_types_on_the_loop(iii_engine, run):
             await anyio.to_thread.run_sync(lambda: iii_engine.wait_for_trigger_type("ticks"))
             trigger = w.register_trigger({"type": "ticks", "function_id": "ap::target",
                                           "config": {"every": 1}})
-            with anyio.fail_after(5):
+            with anyio.fail_after(30):
                 await got.wait()
             assert seen[0].id == trigger.id and seen[0].config == {"every": 1}
 

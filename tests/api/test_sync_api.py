@@ -54,8 +54,12 @@ def test_register_worker_raises_when_nobody_answers():
         start = time.monotonic()
         with pytest.raises(iii.ConnectError) as info:
             iii.register_worker(url, opts(register_timeout_ms=400))
-        assert time.monotonic() - start < 5
+        # The configured wait (not the 30 s default) is the one that ran out:
+        # the message names it, and it was waited in full (a lower bound, which
+        # a loaded machine can only exceed).
         assert "could not register" in str(info.value)
+        assert "within 0.4s" in str(info.value)
+        assert time.monotonic() - start >= 0.4
 
 
 class socket_closed_port:
@@ -126,28 +130,33 @@ def test_void_and_enqueue(iii_engine, worker, caller):
     wait_registered(iii_engine, "jobs::run")
     assert caller.trigger({"function_id": "jobs::run", "payload": {"n": 1},
                            "action": iii.TriggerAction.Void()}) is None
-    assert ran.wait(5)
+    assert ran.wait(30)
     ran.clear()
     receipt = caller.trigger({"function_id": "jobs::run", "payload": {"n": 2},
                               "action": iii.TriggerAction.Enqueue(queue="default")})
     assert isinstance(receipt, iii.EnqueueResult)
     assert len(receipt.message_receipt_id) == 36
     assert receipt.messageReceiptId == receipt.message_receipt_id
-    assert ran.wait(5)
+    assert ran.wait(30)
     assert {"n": 2} in seen
 
 
 def test_timeout(iii_engine, worker, caller):
     release = threading.Event()
-    worker.register_function("slow::op", lambda d: release.wait(5))
+    worker.register_function("slow::op", lambda d: release.wait(60))
     wait_registered(iii_engine, "slow::op")
     start = time.monotonic()
-    with pytest.raises(IIIInvocationError) as info:
-        caller.trigger({"function_id": "slow::op", "payload": None, "timeout_ms": 200})
-    release.set()
+    try:
+        with pytest.raises(IIIInvocationError) as info:
+            caller.trigger({"function_id": "slow::op", "payload": None, "timeout_ms": 200})
+        # The handler is held until now: the call timed out on its own clock,
+        # not because the handler returned.
+        assert not release.is_set()
+    finally:
+        release.set()
     assert info.value.code == "TIMEOUT"
     assert "200ms" in info.value.message
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start >= 0.2  # not before its time (a lower bound)
 
 
 def test_unserialisable_payload_and_result(iii_engine, worker, caller):
@@ -261,20 +270,32 @@ def test_async_handlers_on_a_thread_worker(iii_engine, worker, caller):
 
 
 def test_blocking_handler_does_not_stall_other_calls(iii_engine, worker, caller):
+    entered = threading.Event()
     release = threading.Event()
-    worker.register_function("b::block", lambda d: release.wait(10))
+    returned = threading.Event()
+
+    def block(data: Any) -> None:
+        entered.set()
+        release.wait(60)
+        returned.set()
+
+    worker.register_function("b::block", block)
     worker.register_function("b::fast", lambda d: "fast")
     wait_registered(iii_engine, "b::fast")
     blocked = threading.Thread(
-        target=lambda: caller.trigger({"function_id": "b::block", "payload": None}))
+        target=lambda: caller.trigger({"function_id": "b::block", "payload": None,
+                                       "timeout_ms": 120000}))
     blocked.start()
     try:
-        start = time.monotonic()
+        assert entered.wait(30)
         assert caller.trigger({"function_id": "b::fast", "payload": None}) == "fast"
-        assert time.monotonic() - start < 2
+        # Ordering, not speed: the fast call was answered while the blocking
+        # handler was still held (it returns only once released).
+        assert not returned.is_set()
     finally:
         release.set()
-        blocked.join(5)
+        blocked.join(30)
+    assert returned.is_set()
 
 
 def test_concurrent_handler_limit(iii_engine, caller):
@@ -301,7 +322,7 @@ def test_concurrent_handler_limit(iii_engine, caller):
         for t in threads:
             t.start()
         for t in threads:
-            t.join(10)
+            t.join(30)
         assert peak == 2
     finally:
         w.shutdown()
@@ -319,7 +340,7 @@ def test_many_threads_call_at_once(iii_engine, worker, caller):
     for t in threads:
         t.start()
     for t in threads:
-        t.join(10)
+        t.join(30)
     assert results == {i: i + 1 for i in range(32)}
 
 
@@ -334,7 +355,7 @@ def test_connection_lost_fails_calls_at_once_then_reconnects(iii_engine, worker,
 
     def call() -> None:
         try:
-            caller.trigger({"function_id": "l::hang", "payload": None, "timeout_ms": 20000})
+            caller.trigger({"function_id": "l::hang", "payload": None, "timeout_ms": 600000})
         except IIIInvocationError as exc:
             outcome.append(exc)
 
@@ -342,17 +363,21 @@ def test_connection_lost_fails_calls_at_once_then_reconnects(iii_engine, worker,
     t.start()
     iii_engine.wait_for_frame("invokefunction", direction="in",
                               where=lambda f: f.get("function_id") == "l::hang")
-    start = time.monotonic()
     iii_engine.drop(caller.worker_id, code=1011)
-    t.join(5)
+    t.join(60)
+    # Failed by the drop, not by its (10 min) timeout.
+    assert not t.is_alive()
     assert outcome and outcome[0].code == "CONNECTION_LOST"
-    assert time.monotonic() - start < 3
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while caller.get_connection_state() != "connected" and time.monotonic() < deadline:
         time.sleep(0.02)
     iii_engine.clear_faults()
     assert caller.trigger({"function_id": "l::ok", "payload": None}) == "ok"
     assert "reconnecting" in states and states[-1] == "connected"
+    # The failed call was not sent again on the new connection.
+    sent = [f for f in iii_engine.frames(type="invokefunction", direction="in")
+            if f.get("function_id") == "l::hang"]
+    assert len(sent) == 1
 
 
 def test_registrations_are_replayed_after_a_drop(iii_engine, worker, caller):
@@ -363,10 +388,10 @@ def test_registrations_are_replayed_after_a_drop(iii_engine, worker, caller):
     iii_engine.wait_for_frame("reattach", direction="in",
                               where=lambda f: f.get("previous_worker_id") == old_id)
     iii_engine.wait_for(lambda: True)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            assert caller.trigger({"function_id": "r::f", "payload": None, "timeout_ms": 1000}) \
+            assert caller.trigger({"function_id": "r::f", "payload": None, "timeout_ms": 30000}) \
                 == "again"
             break
         except IIIInvocationError as exc:
@@ -395,7 +420,7 @@ def test_shutdown_fails_pending_calls_and_later_calls(iii_engine, worker, caller
     iii_engine.wait_for_frame("invokefunction", direction="in",
                               where=lambda f: f.get("function_id") == "s::hang")
     caller.shutdown()
-    t.join(5)
+    t.join(30)
     assert outcome == ["SHUTDOWN"]
     with pytest.raises(IIIInvocationError) as info:
         caller.trigger({"function_id": "s::hang", "payload": None})
@@ -434,7 +459,7 @@ def test_trigger_types_and_bindings(iii_engine, worker, caller):
     caller.register_function("hook::target", lambda d, metadata: {"d": d, "m": metadata})
     trigger = caller.register_trigger({"type": "webhook", "function_id": "hook::target",
                                        "config": {"path": "/x"}, "metadata": {"src": "t"}})
-    assert registered.wait(5)
+    assert registered.wait(30)
     kind, config = events[0]
     assert kind == "register" and config.id == trigger.id
     assert config.config == {"path": "/x"} and config.metadata == {"src": "t"}
@@ -444,7 +469,7 @@ def test_trigger_types_and_bindings(iii_engine, worker, caller):
                             "metadata": config.metadata})
     assert fired == {"d": {"hit": 1}, "m": {"src": "t"}}
     trigger.unregister()
-    assert unregistered.wait(5)
+    assert unregistered.wait(30)
     assert events[-1][1].id == trigger.id
 
 

@@ -155,14 +155,15 @@ async def test_delay_results(engine):
     await provider.result(inv, "slow")
     result = await caller.recv_type("invocationresult")
     assert result["result"] == "slow"
+    # A lower bound: the delay started after ``started``; load only adds to it.
     assert time.monotonic() - started >= 0.28
     assert rule.matched == 1 and not rule.active
     inv = await caller.invoke("svc::fn", 2)
     await provider.recv_type("invokefunction")
-    started = time.monotonic()
     await provider.result(inv, "fast")
     assert (await caller.recv_type("invocationresult"))["result"] == "fast"
-    assert time.monotonic() - started < 0.25
+    # count=1: the spent rule let the second result through untouched.
+    assert rule.matched == 1
 
 
 async def test_withhold_and_release_results(engine):
@@ -224,7 +225,7 @@ async def test_send_raw_text_frame_and_ping(engine):
     assert await peer.next_event() == ("binary", b"\x00\x01")
     engine.send_ping(peer.worker_id, b"are you there")
     assert await peer.next_event() == ("ping", b"are you there")
-    await engine.wait_for_frame(worker_id=peer.worker_id, direction="in", type=None, timeout=1)
+    await engine.wait_for_frame(worker_id=peer.worker_id, direction="in", type=None, timeout=30)
     await engine.wait_for(
         lambda: any(
             e["kind"] == "pong" and e["conn"] == peer.worker_id for e in engine.transcript()

@@ -80,7 +80,7 @@ async def test_grace_is_configurable_and_defaults_to_env(monkeypatch):
         assert eng.options.namespace_grace == 0.05
         peer = await Peer.join(eng.url, announce=False)
         await peer.register("g::fn")
-        await eng.wait_for_function("g::fn", timeout=2)
+        await eng.wait_for_function("g::fn", timeout=30)
 
 
 async def test_invocations_are_not_buffered_before_the_announce(engine):

@@ -144,7 +144,7 @@ class Driver:
         where: Callable[[E], bool] = lambda e: True,
         *,
         count: int = 1,
-        timeout: float = 10.0,
+        timeout: float = 30.0,
     ) -> E:
         """Wait until ``count`` events of ``kind`` matching ``where`` arrived; the last one."""
 
@@ -155,10 +155,10 @@ class Driver:
         result: E = self.recorder.wait(find, timeout)
         return result
 
-    def wait_connected(self, count: int = 1, timeout: float = 10.0) -> ev.Connected:
+    def wait_connected(self, count: int = 1, timeout: float = 30.0) -> ev.Connected:
         return self.wait_event(ev.Connected, count=count, timeout=timeout)
 
-    def outcome(self, invocation_id: str, timeout: float = 10.0) -> Outcome:
+    def outcome(self, invocation_id: str, timeout: float = 30.0) -> Outcome:
         def is_it(e: Any) -> bool:
             return getattr(e, "invocation_id", None) == invocation_id
 
@@ -184,11 +184,11 @@ class Driver:
         ]
 
     def call(
-        self, function_id: str, data: JSON, *, timeout: Optional[float] = None, wait: float = 10.0
+        self, function_id: str, data: JSON, *, timeout: Optional[float] = None, wait: float = 30.0
     ) -> Outcome:
         return self.outcome(self.invoke(function_id, data, timeout=timeout), wait)
 
-    def wait_until(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+    def wait_until(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
         """Poll ``predicate`` (every 10 ms) until truthy."""
         deadline = time.monotonic() + timeout
         while True:
@@ -277,7 +277,7 @@ class _AsyncDriver(Driver):
         try:
             self.portal.call(self.transport.aclose)
             assert self._run is not None
-            self._run.result(10.0)  # run() returns once closed
+            self._run.result(30.0)  # run() returns once closed
         finally:
             if self._run is not None and not self._run.done():
                 self._run.cancel()

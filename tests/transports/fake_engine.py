@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Optional
 
 from wsproto import ConnectionType, WSConnection
@@ -59,11 +59,21 @@ class Peer:
                 return b""
 
     def send(self, data: bytes) -> None:
-        if data:
+        """Write all of ``data``, however long a slow client takes to read it.
+
+        Not ``sendall``: its timeout bounds the whole write, so a client slowed
+        down by a loaded machine would look gone."""
+        view = memoryview(data)
+        while view:
+            if self.server.stopping.is_set():
+                raise Gone
             try:
-                self.sock.sendall(data)
+                sent = self.sock.send(view)
+            except (TimeoutError, ssl.SSLWantWriteError):
+                continue  # nothing went out; the same bytes again
             except OSError as exc:
                 raise Gone from exc
+            view = view[sent:]
 
     def _next_event(self) -> wse.Event:
         while not self._events:
@@ -218,6 +228,7 @@ class FakeEngine:
         self.host = host
         self.peers: list[Peer] = []
         self.accepted_at: list[float] = []
+        self.addresses: list[tuple[str, int]] = []  # the clients' ends, in accept order
         self.tls_failures = 0
         self.errors: list[BaseException] = []
         self.stopping = threading.Event()
@@ -237,12 +248,13 @@ class FakeEngine:
     def _accept_loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                sock, _ = self._listener.accept()
+                sock, address = self._listener.accept()
             except TimeoutError:
                 continue
             except OSError:
                 return
             index = len(self.accepted_at)
+            self.addresses.append(address)
             self.accepted_at.append(time.monotonic())
             thread = threading.Thread(target=self._serve, args=(sock, index), daemon=True)
             self._threads.append(thread)
@@ -285,6 +297,14 @@ class FakeEngine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def connect_to(server: FakeEngine) -> Iterator[tuple[str, int]]:
+    """A plain TCP connection to ``server`` (no upgrade); yields its local address."""
+    with socket.create_connection((server.host, server.port)) as sock:
+        address: tuple[str, int] = sock.getsockname()
+        yield address
 
 
 def dead_port() -> int:

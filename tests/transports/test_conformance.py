@@ -73,7 +73,7 @@ def test_connect_sends_handshake_headers(driver: Driver) -> None:
         assert peer.headers["x-iii-test"] == "yes"
         assert succeeded(driver.call("anything", {"n": 1})) == {"n": 1}
         driver.close()
-        driver.wait_until(lambda: peer.ended_at is not None, 5)
+        driver.wait_until(lambda: peer.ended_at is not None, 30.0)
         assert peer.close_code == 1000
         assert driver.finished
 
@@ -121,19 +121,18 @@ def test_64_mib_each_way_and_over_the_limit(driver: Driver, iii_engine: EngineTh
 def test_drop_with_calls_in_flight(
     driver: Driver, iii_engine: EngineThread, code: int | None
 ) -> None:
-    driver.start(make_config(iii_engine.url, invocation_timeout=30.0))
+    driver.start(make_config(iii_engine.url, invocation_timeout=600.0))
     first = serve_echo(driver, iii_engine)
     iii_engine.withhold_results("echo", count=3)
     ids = [driver.invoke("echo", {"i": i}) for i in range(3)]
     # Our echo answered all three; the engine holds the answers back.
     iii_engine.wait_for_frame("invocationresult", direction="in", count=3)
-    dropped_at = time.monotonic()
     assert iii_engine.drop_all(code=code) == 1
     for invocation_id in ids:
-        outcome = driver.outcome(invocation_id, timeout=5.0)
+        # Failed by the drop: the call timeout (10 min) is far beyond this wait.
+        outcome = driver.outcome(invocation_id, timeout=60.0)
         assert isinstance(outcome, ev.InvocationFailed), outcome
         assert outcome.error.code == "CONNECTION_LOST"
-    assert time.monotonic() - dropped_at < 2.0  # the call timeout is 30 s
 
     second = driver.wait_connected(count=2)
     assert second.worker_id != first.worker_id
@@ -177,7 +176,7 @@ def test_engine_restart_reconnects_and_replays(driver: Driver, iii_engine: Engin
     iii_engine.stop_engine()
     driver.wait_event(ev.StateChanged, lambda e: e.new is RECONNECTING)
     # The port is closed: refused attempts keep coming (1 initial + 2 retries).
-    driver.wait_until(lambda: attempts(driver) >= 3, 5.0)
+    driver.wait_until(lambda: attempts(driver) >= 3, 30.0)
     assert not driver.finished
     iii_engine.start_engine()  # same port, fresh state
     driver.wait_connected(count=2)
@@ -220,15 +219,16 @@ def test_bad_handshake_keeps_retrying(
     fault, fake = bad_engine
     policy = ReconnectPolicy(initial_delay=0.02, max_delay=0.05)
     driver.start(make_config(_bad_url(fake), connect_timeout=0.2, reconnect=policy))
-    driver.wait_until(lambda: attempts(driver) >= 4, 10.0)
+    driver.wait_until(lambda: attempts(driver) >= 4, 30.0)
     assert not driver.events_of(ev.Connected)
     assert driver.state in (CONNECTING, RECONNECTING)
     assert not driver.finished
     if fake is not None:
-        assert fake.accepted >= 3
+        # (The fake's accept loop may lag behind the kernel on a loaded machine.)
+        driver.wait_until(lambda: fake.accepted >= 3, 30.0)
     if fake is not None and fault in LEFT_OPEN:
         # The client closed every socket it gave up on.
-        driver.wait_until(lambda: all(p.ended_at is not None for p in fake.peers[:3]), 5.0)
+        driver.wait_until(lambda: all(p.ended_at is not None for p in fake.peers[:3]), 30.0)
 
 
 def test_bad_handshake_fails_after_max_retries(
@@ -237,46 +237,62 @@ def test_bad_handshake_fails_after_max_retries(
     _, fake = bad_engine
     policy = ReconnectPolicy(initial_delay=0.02, max_delay=0.02, jitter=0.0, max_retries=3)
     driver.start(make_config(_bad_url(fake), connect_timeout=0.2, reconnect=policy))
-    failed = driver.wait_event(ev.ConnectionFailedEvent, timeout=10.0)
+    failed = driver.wait_event(ev.ConnectionFailedEvent, timeout=30.0)
     assert failed.code == "RETRIES_EXHAUSTED"
     assert driver.state is ConnectionState.FAILED
-    driver.wait_until(lambda: driver.finished, 5.0)
+    driver.wait_until(lambda: driver.finished, 30.0)
     assert attempts(driver) == 4  # the first try and three retries
     assert not driver.events_of(ev.Connected)
     if fake is not None:
-        assert fake.accepted == 4
-        time.sleep(0.1)
-        assert fake.accepted == 4  # nothing after FAILED
+        # Nothing after FAILED: connect once more ourselves; the listener
+        # accepts in arrival order, so once ours is accepted every socket the
+        # client opened has been counted.
+        with fe.connect_to(fake) as sentinel:
+            driver.wait_until(lambda: sentinel in fake.addresses, 30.0)
+        assert fake.addresses.index(sentinel) == 4
+        assert fake.accepted == 5
 
 
 def test_connect_timeout_bounds_an_unanswered_upgrade(driver: Driver) -> None:
     with fe.FakeEngine([fe.never_answer]) as fake:
+        started = time.monotonic()
         driver.start(make_config(fake.url(), connect_timeout=0.3))
-        driver.wait_until(lambda: fake.accepted >= 3, 10.0)
-        gaps = [b - a for a, b in zip(fake.accepted_at, fake.accepted_at[1:], strict=False)]
-        # Each retry waited for connect_timeout (0.3 s, plus the backoff); one
-        # that did not would come ~0.05 s later.  (No upper bound: a loaded
-        # machine only makes the gaps longer.)
-        assert all(gap >= 0.2 for gap in gaps), gaps
+        driver.wait_until(lambda: fake.accepted >= 3, 30.0)
+        # Each retry came from the connect timer ...
+        lost = [e for e in driver.events_of(ev.StateChanged) if e.new is RECONNECTING]
+        assert len(lost) >= 2
+        assert all(e.reason == "timed out opening the connection" for e in lost), lost
+        # ... after waiting it out: the third socket needed two full timeouts
+        # (retries that did not wait would come ~0.05 s apart).  A lower bound
+        # from before the start: a loaded machine only makes it longer.
+        assert time.monotonic() - started >= 0.5
         # The timed-out socket was closed by the client.
-        driver.wait_until(lambda: fake.peers[0].ended_at is not None, 5.0)
+        driver.wait_until(lambda: fake.peers[0].ended_at is not None, 30.0)
 
 
 def test_half_open_socket_detected_by_keepalive(driver: Driver) -> None:
     with fe.FakeEngine([fe.go_silent, fe.engine]) as fake:
         driver.start(make_config(fake.url(), ping_interval=0.1, idle_timeout=0.5))
         driver.wait_connected()
-        started = time.monotonic()
-        invocation_id = driver.invoke("anything", {})
-        outcome = driver.outcome(invocation_id, timeout=5.0)
+        invocation_id = driver.invoke("anything", {}, timeout=600.0)
+        outcome = driver.outcome(invocation_id, timeout=60.0)
+        # Lost to the keep-alive, not to the call's (10 min) timeout.
         assert isinstance(outcome, ev.InvocationFailed), outcome
         assert outcome.error.code == "CONNECTION_LOST"
         assert "no data from the engine" in outcome.error.message  # the keep-alive
-        assert time.monotonic() - started < 2.0
         assert fake.peers[0].pings >= 2  # it did ping before giving up
-        driver.wait_until(lambda: fake.peers[0].ended_at is not None, 5.0)
+        driver.wait_until(lambda: fake.peers[0].ended_at is not None, 30.0)
         driver.wait_connected(count=2)
-        assert succeeded(driver.call("anything", "ok")) == "ok"
+        # The answering engine is served again.  (Its pongs come from a thread a
+        # loaded machine may starve past the 0.5 s idle timeout: such a drop is
+        # the keep-alive working, and the call is made again.)
+        for _ in range(20):
+            outcome = driver.call("anything", "ok")
+            if not isinstance(outcome, ev.InvocationFailed):
+                break
+            assert outcome.error.code == "CONNECTION_LOST", outcome
+            assert "no data from the engine" in outcome.error.message
+        assert succeeded(outcome) == "ok"
 
 
 # -- TLS --------------------------------------------------------------------------------------
@@ -305,7 +321,7 @@ def test_tls_with_the_test_ca(driver: Driver, ca: trustme.CA, tls_engine: fe.Fak
     peer = tls_engine.peers[0]
     assert isinstance(peer.sock, ssl.SSLSocket)
     driver.close()
-    driver.wait_until(lambda: peer.ended_at is not None, 5.0)
+    driver.wait_until(lambda: peer.ended_at is not None, 30.0)
     assert peer.close_code == 1000
 
 
@@ -320,13 +336,13 @@ def test_tls_concurrent_traffic(driver: Driver, ca: trustme.CA, tls_engine: fe.F
 
     def work(n: int) -> None:
         ids = [driver.invoke("anything", {"n": n, "blob": "c" * 65536}) for _ in range(25)]
-        outcomes.extend(driver.outcome(i, timeout=20.0) for i in ids)
+        outcomes.extend(driver.outcome(i, timeout=60.0) for i in ids)
 
     threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30.0)
+        t.join(120.0)
     assert len(outcomes) == 100
     for outcome in outcomes:
         assert len(succeeded(outcome)["blob"]) == 65536
@@ -342,16 +358,16 @@ def test_tls_connect_timeout_bounds_an_unanswered_upgrade(driver: Driver, ca: tr
     ca.configure_trust(client)
     with fe.FakeEngine([fe.never_answer], ssl_context=server) as fake:
         driver.start(make_config(fake.url(), connect_timeout=0.3), ssl_context=client)
-        driver.wait_until(lambda: fake.accepted >= 3, 5.0)
+        driver.wait_until(lambda: fake.accepted >= 3, 30.0)
         assert fake.tls_failures == 0
-        driver.wait_until(lambda: fake.peers[0].ended_at is not None, 5.0)
+        driver.wait_until(lambda: fake.peers[0].ended_at is not None, 30.0)
 
 
 def test_tls_untrusted_certificate_keeps_retrying(
     driver: Driver, tls_engine: fe.FakeEngine
 ) -> None:
     driver.start(make_config(tls_engine.url()))  # the default context: CA unknown
-    driver.wait_until(lambda: tls_engine.tls_failures >= 3, 10.0)
+    driver.wait_until(lambda: tls_engine.tls_failures >= 3, 30.0)
     assert not driver.events_of(ev.Connected)
     assert driver.state in (CONNECTING, RECONNECTING)
 
@@ -418,19 +434,18 @@ def test_keepalive_breaks_a_writer_stuck_on_a_dead_engine(driver: Driver) -> Non
         writer = Writer(driver, 24)
         writer.start()
         assert writer.wait_stuck(quiet=0.3) < 16
-        stuck_at = time.monotonic()
         # The engine neither reads nor writes: idle_timeout must fire although
         # a writer is blocked in a send, and the adapter must reconnect.
-        driver.wait_connected(count=2, timeout=10.0)
-        assert time.monotonic() - stuck_at < 4.0
-        writer.join(10.0)
+        driver.wait_connected(count=2, timeout=30.0)
+        dropped = [e for e in driver.events_of(ev.StateChanged) if e.new is RECONNECTING]
+        assert dropped[0].reason == "no data from the engine for 1s", dropped[0].reason
+        writer.join(30.0)
         assert not writer.is_alive() and writer.error is None
-        outcomes = [driver.outcome(i, timeout=10.0) for i in writer.ids]
+        outcomes = [driver.outcome(i, timeout=30.0) for i in writer.ids]
         lost = [o for o in outcomes if isinstance(o, ev.InvocationFailed)]
         assert lost and all(o.error.code == "CONNECTION_LOST" for o in lost)
-        started = time.monotonic()
         driver.close()
-        assert time.monotonic() - started < 3.0
+        driver.wait_until(lambda: driver.finished, 30.0)  # nothing left blocked in a send
 
 
 def test_concurrent_large_calls_through_the_engine(
@@ -487,7 +502,7 @@ def test_100_reconnect_cycles_leak_nothing(driver: Driver, iii_engine: EngineThr
     for i in range(100):
         cycle(i)
     assert succeeded(driver.call("echo", 2)) == 2
-    deadline = time.monotonic() + 5.0
+    deadline = time.monotonic() + 30.0  # only a failing run waits it out
     while True:
         now = _resources(driver)
         if all(a <= b for a, b in zip(now, baseline, strict=True)) or time.monotonic() > deadline:
