@@ -149,7 +149,12 @@ def test_tls_to_a_plain_port(runtime, caplog):
 def test_calls_made_while_disconnected_say_so():
     url = f"ws://127.0.0.1:{free_port()}"
     worker = iii.III(url, FAST_FAIL)  # connects in the background, holds calls
+    retrying = threading.Event()  # a first attempt was refused
+    worker.add_connection_state_listener(
+        lambda state: retrying.set() if state == "reconnecting" else None
+    )
     try:
+        assert retrying.wait(30)
         with pytest.raises(iii.IIIInvocationError) as info:
             worker.trigger({"function_id": "any::f", "payload": None, "timeout_ms": 200})
         assert info.value.code == "TIMEOUT"
