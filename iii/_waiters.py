@@ -41,22 +41,25 @@ class AsyncWaiter(Protocol):
     def wait(self) -> Awaitable[Outcome]: ...
 
 
-class ThreadWaiter:
-    """Blocks one thread until ``set`` (from any thread)."""
+class ThreadWaiter(Generic[T]):
+    """Blocks one thread until ``set`` (from any thread, once)."""
 
     __slots__ = ("_lock", "outcome")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
-        self.outcome: Optional[Outcome] = None
+        self.outcome: Optional[T] = None
 
-    def set(self, value: Outcome) -> None:
+    def set(self, value: T) -> None:
         self.outcome = value
         self._lock.release()
 
-    def wait(self, timeout: float) -> Optional[Outcome]:
-        if self._lock.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)):
+    def is_set(self) -> bool:
+        return self.outcome is not None
+
+    def wait(self, timeout: float) -> Optional[T]:
+        if self._lock.acquire(timeout=min(max(timeout, 0.0), threading.TIMEOUT_MAX)):
             return self.outcome
         return None
 
