@@ -147,6 +147,9 @@ class ThreadRuntime(RuntimeBase):
         invocation_id = self._start_call(kwargs, waiter)
         if invocation_id is None:
             return None
+        # Read the answer on this thread when nobody else is reading: a
+        # sequential caller then costs one round trip and no thread hand-off.
+        self.transport.read_until(waiter.is_set, timeout + _WAIT_SLACK)
         outcome = waiter.wait(timeout + _WAIT_SLACK)
         if outcome is None:  # pragma: no cover - the core times calls out itself
             self._forget(invocation_id)

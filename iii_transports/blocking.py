@@ -206,17 +206,30 @@ def _open(
     return stream
 
 
+#: Who reads the socket (``ThreadTransport._reader``) besides a leading caller's
+#: thread id: the I/O thread waiting for it to be readable, or reading it.
+_WATCHING = "io-watching"
+_READING = "io-reading"
+
+
 class ThreadTransport:
     """Drive a ``Connection`` from background daemon threads.
 
     Args:
         conn: the session; touch it only while holding ``lock``.
         on_event: called for every application event, from whichever thread
-            ran ``process()`` (the I/O thread or a caller); must not block.
+            ran ``process()`` (the I/O thread, a caller, or a caller reading
+            for itself: ``read_until``); must not block.
         ssl_context: for ``wss://``; default verifies certificates.
         clock: monotonic seconds.
         on_crash: called with the exception if a bug kills the I/O or writer
             thread (it is logged first); the transport is dead after that.
+
+    Reading is one role at a time: the I/O thread holds it while it waits for
+    the socket, and a caller waiting for an answer may take it over
+    (``read_until``) while the I/O thread is only waiting.  The I/O thread
+    then stops watching the socket until the caller is done, and keeps
+    running the timers and reconnects.
     """
 
     def __init__(
@@ -236,6 +249,12 @@ class ThreadTransport:
         self.now = clock
         self._write_lock = threading.Lock()  # one writer at a time, in core order
         self._wire: Optional[BlockingStream] = None  # guarded by ``lock``
+        # What the reading side took from the core for the writer (``lock``).
+        self._backlog = bytearray()
+        # Who may read the socket: None, _WATCHING, _READING or a caller's thread id (``lock``).
+        self._reader: object = None
+        # The I/O thread stopped watching the socket for a caller (``lock``).
+        self._following = False
         self._retired: list[BlockingStream] = []
         self._finished = False  # the I/O thread is gone: nobody closes retired sockets
         self._opening: Optional[socket.socket] = None  # in its TLS handshake
@@ -299,6 +318,10 @@ class ThreadTransport:
             while True:
                 with self.lock:
                     data = self.conn.data_to_send()
+                    backlog = self._backlog
+                    if backlog:
+                        data = bytes(backlog) + data
+                        backlog.clear()
                     wire = self._wire
                 if wire is None or not (data or wire.has_output()):
                     if not data:
@@ -311,32 +334,45 @@ class ThreadTransport:
                     # The I/O thread notices the shutdown and reports it.
                     wire.shutdown()
 
-    def _dispatch(self) -> None:
-        """Handle the core's events: socket bookkeeping under the lock, in order."""
+    def _dispatch(self) -> bool:
+        """Handle the core's events: socket bookkeeping under the lock, in order.
+
+        Returns whether bytes wait to be written (taken from the core into the
+        backlog, so that the reading side knows without waking the writer)."""
         retired: list[tuple[BlockingStream, bytes]] = []
+        conn = self.conn
         with self.lock:
-            events = list(self.conn.events())
+            events = list(conn.events())
             for event in events:
-                if isinstance(event, ev.OpenTransport):
-                    self._to_open = event
-                elif isinstance(event, ev.CloseTransport):
+                kind = type(event)
+                if kind is ev.OpenTransport:
+                    self._to_open = event  # type: ignore[assignment]
+                elif kind is ev.CloseTransport:
                     # What the core queued before dropping the socket is its
                     # last words on it (a Close frame); never for the next one.
-                    last_words = self.conn.data_to_send()
+                    last_words = bytes(self._backlog) + conn.data_to_send()
+                    self._backlog.clear()
                     if self._wire is not None:
                         retired.append((self._wire, last_words))
                         self._wire = None
-            state = self.conn.state
-            timer = self.conn.get_timer()
+            state = conn.state
+            timer = conn.get_timer()
         for wire, last_words in retired:
             self._retire(wire, last_words)
+        on_event = self._on_event
         for event in events:
-            if not isinstance(event, (ev.OpenTransport, ev.CloseTransport)):
-                self._on_event(event)
+            kind = type(event)
+            if kind is not ev.OpenTransport and kind is not ev.CloseTransport:
+                on_event(event)
         if state is ConnectionState.FAILED:
             self._stop()
         elif self._to_open is not None or (timer is not None and timer < self._sleeping_until):
             self._wake()
+        with self.lock:  # after the events: their handlers may have queued answers
+            data = conn.data_to_send()
+            if data:
+                self._backlog += data
+            return bool(self._backlog)
 
     def _retire(self, wire: BlockingStream, last_words: bytes) -> None:
         # A send in progress gets _GRACE seconds; then it is cut.
@@ -359,7 +395,7 @@ class ThreadTransport:
             wire.close()
         self._wake()
 
-    # -- the writer thread: what the I/O thread made the core queue ---------------
+    # -- the writer thread: what the reading side made the core queue ------------
 
     def _write_loop(self) -> None:
         try:
@@ -378,15 +414,102 @@ class ThreadTransport:
         if self._on_crash is not None:
             self._on_crash(exc)
 
-    # -- the I/O thread ------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
     def _after_io(self) -> None:
-        self._dispatch()
-        self._write_wanted.set()
+        """After reading or the timers: dispatch; the writer writes what they
+        made the core queue (woken only when there is something)."""
+        pending = self._dispatch()
+        wire = self._wire
+        if pending or (wire is not None and wire.has_output()):
+            self._write_wanted.set()
+
+    def _read(self, wire: BlockingStream) -> bool:
+        """Read once from ``wire`` into the core; False when it ended or was dropped."""
+        cause: Optional[OSError] = None
+        try:
+            data = wire.recv()
+            reason = "connection closed by the engine"
+        except OSError as exc:
+            data = b""
+            reason = f"{type(exc).__name__}: {exc}"
+            cause = exc
+        if data is None:
+            self._write_wanted.set()  # TLS may have something to answer
+            return True
+        with self.lock:
+            if wire is not self._wire:
+                return False  # retired meanwhile
+            if data:
+                self.conn.receive_data(data, self.now())
+                return True
+            self._wire = None
+            self.conn.transport_closed(self.now(), reason, cause=cause)
+            self.conn.data_to_send()  # what is still queued was for that socket
+            self._backlog.clear()
+            self._retired.append(wire)
+        wire.shutdown()
+        return False
+
+    def read_until(self, done: Callable[[], bool], timeout: float) -> None:
+        """Read the socket on this thread until ``done()`` (or ``timeout``
+        seconds), if no other thread is reading it; return at once if one is.
+
+        For a caller blocked on its call: when nobody else reads, the answer
+        costs no hand-off between threads.  Everything read meanwhile is
+        dispatched from here as the I/O thread would (other calls' answers,
+        invocations for handlers), and timers that fall due meanwhile (such as
+        the call's own timeout) run here too.  Whatever ``done`` waits for
+        must also be set by other means (the caller waits for it after this
+        returns).
+        """
+        me = threading.get_ident()
+        with self.lock:
+            wire = self._wire
+            if wire is None or self._stopped.is_set() or self._reader not in (None, _WATCHING):
+                return
+            self._reader = me  # the I/O thread, if it was watching, leaves the socket to us
+        try:
+            conn = self.conn
+            deadline = self.now() + timeout
+            sock = wire.sock
+            while not done():
+                now = self.now()
+                if now >= deadline:
+                    break
+                with self.lock:
+                    timer = conn.get_timer()
+                if timer is not None and timer <= now:
+                    # Due now (this call's own timeout, a ping): run it rather
+                    # than wait for the I/O thread to.
+                    with self.lock:
+                        conn.handle_timer(now)
+                    self._after_io()
+                    continue
+                wait = deadline - now if timer is None else min(deadline, timer) - now
+                try:
+                    readable, _, _ = select.select([sock], [], [], wait)
+                except (OSError, ValueError):  # closed under us: the I/O thread reports it
+                    break
+                if readable:
+                    more = self._read(wire)
+                    self._after_io()
+                    if not more:
+                        break
+        except Exception as exc:  # a bug in the core: as if the I/O thread died of it
+            self._crashed("reader", exc)
+        finally:
+            with self.lock:
+                self._reader = None
+                following, self._following = self._following, False
+            if following:  # give the socket back to the I/O thread
+                self._wake()
+
+    # -- the I/O thread ------------------------------------------------------------
 
     def _opened(self, sock: socket.socket) -> None:
         # Seen by _stop, which shuts it down: a TLS handshake with a silent
@@ -423,32 +546,6 @@ class ThreadTransport:
                 wire.close()
         self._after_io()
 
-    def _read(self, wire: BlockingStream) -> None:
-        cause: Optional[OSError] = None
-        try:
-            data = wire.recv()
-            reason = "connection closed by the engine"
-        except OSError as exc:
-            data = b""
-            reason = f"{type(exc).__name__}: {exc}"
-            cause = exc
-        if data is None:
-            self._write_wanted.set()  # TLS may have something to answer
-            return
-        with self.lock:
-            if wire is not self._wire:
-                return  # retired meanwhile
-            if data:
-                self.conn.receive_data(data, self.now())
-            else:
-                self._wire = None
-                self.conn.transport_closed(self.now(), reason, cause=cause)
-                self.conn.data_to_send()  # what is still queued was for that socket
-        if not data:
-            wire.shutdown()
-            self._retired.append(wire)
-        self._after_io()
-
     def _close_retired(self) -> None:
         # Only while no writer can be using them.
         if self._retired and self._write_lock.acquire(blocking=False):
@@ -470,18 +567,33 @@ class ThreadTransport:
                 with self.lock:
                     timer = self.conn.get_timer()
                     wire = self._wire
+                    watch = wire is not None and self._reader is None
+                    if watch:
+                        self._reader = _WATCHING
+                    self._following = wire is not None and not watch
                 self._sleeping_until = float("inf") if timer is None else timer
                 timeout = None if timer is None else max(0.0, timer - self.now())
                 if self._retired:
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
-                readers = [self._wake_r] if wire is None else [self._wake_r, wire.sock]
+                sock = wire.sock if watch and wire is not None else None
+                readers = [self._wake_r] if sock is None else [self._wake_r, sock]
                 readable, _, _ = select.select(readers, [], [], timeout)
                 self._sleeping_until = float("-inf")
                 if self._wake_r in readable:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(4096)
-                if wire is not None and wire.sock in readable:
-                    self._read(wire)
+                if sock is not None and wire is not None:
+                    with self.lock:
+                        mine = self._reader is _WATCHING  # else a caller took over
+                        ready = mine and sock in readable
+                        if mine:
+                            self._reader = _READING if ready else None
+                    if ready:
+                        try:
+                            self._read(wire)
+                        finally:
+                            with self.lock:
+                                self._reader = None
                 with self.lock:
                     self.conn.handle_timer(self.now())
                 self._after_io()
@@ -495,6 +607,8 @@ class ThreadTransport:
                 wire, self._wire = self._wire, None
                 self._finished = True
                 retired, self._retired = self._retired, []
+            if wire is not None:
+                wire.shutdown()  # a caller reading it wakes up (closing would not wake it)
             for old in [*retired, *([wire] if wire is not None else [])]:
                 old.close()
             self._wake_r.close()
