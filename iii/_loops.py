@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import functools
 import logging
 import sys
@@ -37,6 +38,10 @@ class Job(Protocol):
     """One handler run (``_dispatch`` makes them); answers its invocation exactly once."""
 
     is_async: bool
+
+    @property
+    def name(self) -> str:
+        """What the handler's task is called."""
 
     def run(self) -> None: ...
     async def run_async(self) -> None: ...
@@ -285,8 +290,9 @@ class _HostWaiter(abc.ABC):
 
 # -- asyncio ---------------------------------------------------------------------------
 
-#: A task of ``loop`` running ``coro``, started eagerly when the loop allows it.
-TaskStarter = Callable[[Coroutine[Any, Any, Any]], "asyncio.Task[Any]"]
+#: A task of ``loop`` running ``coro`` (named ``name``) in ``context``, started
+#: eagerly when the loop allows it.
+TaskStarter = Callable[[Coroutine[Any, Any, Any], str, contextvars.Context], "asyncio.Task[Any]"]
 
 
 class _CaughtStep:
@@ -297,6 +303,17 @@ class _CaughtStep:
     def __call__(self, step: Callable[[], None], *args: Any, context: Any = None) -> None:
         self.step = step
         self.context = context
+
+
+def _plain(loop: asyncio.AbstractEventLoop) -> TaskStarter:
+    def start(
+        coro: Coroutine[Any, Any, Any], name: str, context: contextvars.Context
+    ) -> asyncio.Task[Any]:
+        if sys.version_info >= (3, 11):
+            return loop.create_task(coro, name=name, context=context)
+        return context.run(loop.create_task, coro, name=name)  # it copies the current one
+
+    return start
 
 
 def _eager_starter(loop: asyncio.AbstractEventLoop) -> TaskStarter:
@@ -314,34 +331,44 @@ def _eager_starter(loop: asyncio.AbstractEventLoop) -> TaskStarter:
     stood in for (uvloop) gets plain ``create_task``.
     """
     if loop.get_task_factory() is not None:
-        return loop.create_task
+        return _plain(loop)
     if sys.version_info >= (3, 12):
         Task: Any = asyncio.Task
 
-        def eager(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-            return Task(coro, loop=loop, eager_start=True)  # type: ignore[no-any-return]
+        def eager(
+            coro: Coroutine[Any, Any, Any], name: str, context: contextvars.Context
+        ) -> asyncio.Task[Any]:
+            task: asyncio.Task[Any] = Task(
+                coro, loop=loop, name=name, context=context, eager_start=True
+            )
+            return task
 
         return eager
     slots = getattr(loop, "__dict__", None)
     if slots is None or "call_soon" in slots:
-        return loop.create_task
+        return _plain(loop)
     from asyncio.tasks import _enter_task, _leave_task, current_task
 
     caught = _CaughtStep()
 
-    def started(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def started(
+        coro: Coroutine[Any, Any, Any], name: str, context: contextvars.Context
+    ) -> asyncio.Task[Any]:
         slots["call_soon"] = caught
         try:
-            task = asyncio.Task(coro, loop=loop)
+            if sys.version_info >= (3, 11):
+                task = asyncio.Task(coro, loop=loop, name=name, context=context)
+            else:  # it copies the current context
+                task = context.run(asyncio.Task, coro, loop=loop, name=name)
         finally:
             del slots["call_soon"]
-        step, context = caught.step, caught.context
+        step, task_context = caught.step, caught.context
         del caught.step, caught.context
         outer = current_task(loop)  # the task that dispatched it, if any
         if outer is not None:
             _leave_task(loop, outer)
         try:
-            context.run(step)
+            task_context.run(step)
         finally:
             if outer is not None:
                 _enter_task(loop, outer)
@@ -392,6 +419,11 @@ class AsyncioHost(Host):
         self.loop = loop
         self.tasks: set[asyncio.Task[Any]] = set()
         self._task = _eager_starter(loop)
+        # What handler tasks start from: the context where the host was made
+        # (the app's, for a loop the worker was bound to).  Never the context
+        # that happens to be current when one starts: that may be another
+        # handler's (its answer asked for the flush that read this invocation).
+        self._base = contextvars.copy_context()
         self._sentinel: Optional[asyncio.Future[None]] = None
         if watch:
             self._sentinel = loop.create_future()
@@ -408,18 +440,18 @@ class AsyncioHost(Host):
             self._sentinel.set_result(None)
 
     def _wake(self, callback: Callable[[], None]) -> None:
-        self.loop.call_soon_threadsafe(callback)
+        self.loop.call_soon_threadsafe(callback, context=self._base)
 
     def _running(self) -> bool:
         return self.loop.is_running()  # run_until_complete returned: a plain thread again
 
     def _defer(self, callback: Callable[[], None]) -> None:
-        self.loop.call_soon(callback)
+        self.loop.call_soon(callback, context=self._base)
 
     def _run_job(self, job: Job) -> None:
         # Started eagerly: a handler that never suspends is done on return,
         # with nothing scheduled and nothing to track.
-        task = self._task(job.run_async())
+        task = self._task(job.run_async(), job.name, self._base.copy())
         if task.done():
             self.gate.finished(job)
         else:
@@ -628,6 +660,9 @@ class PrivateLoop:
         self.host: Optional[Host] = None
 
     def get(self) -> Host:
+        host = self.host
+        if host is not None:
+            return host
         with self._lock:
             if self.host is None:
                 ready = threading.Event()

@@ -151,7 +151,9 @@ class RuntimeBase(abc.ABC):
     def on_event(self, event: ev.Event) -> None:
         """The transport's callback: outcomes to their waiters, the rest to the session."""
         kind = type(event)
-        if kind is ev.InvocationSucceeded or kind is ev.InvocationFailed:
+        if kind is ev.InvocationRequested:
+            self.session.on_invocation(event)  # type: ignore[arg-type]
+        elif kind is ev.InvocationSucceeded or kind is ev.InvocationFailed:
             self.complete(event)  # type: ignore[arg-type]
         else:
             self.session.on_event(event)

@@ -162,6 +162,10 @@ class _Invocation:
         self.answered = False
         self.context: Optional[_invocation.InvocationContext] = None
 
+    @property
+    def name(self) -> str:
+        return self.event.function_id
+
     def get(self) -> _invocation.InvocationContext:
         context = self.context
         if context is None:
@@ -292,6 +296,10 @@ class _ProviderCall:
             self._done(exc)
         else:
             self._done(None)
+
+    @property
+    def name(self) -> str:
+        return f"trigger provider for {self.config.id}"
 
     def abandon(self, why: str) -> None:
         self.session.inflight.discard(self)  # the engine re-delivers bindings on reconnect
@@ -506,6 +514,13 @@ class Session:
                 handle(self, event)
         except Exception:  # never let the transport die of this
             log.exception("iii: internal error handling %s", type(event).__name__)
+
+    def on_invocation(self, event: ev.InvocationRequested) -> None:
+        """An invocation of a local function: its handler starts (or it is refused)."""
+        try:
+            self._on_invocation(event)
+        except Exception:  # never let the transport die of this
+            log.exception("iii: internal error handling an invocation")
 
     def _on_invocation(self, event: ev.InvocationRequested) -> None:
         spec = self.handlers.get(event.function_id)

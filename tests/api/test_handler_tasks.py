@@ -127,8 +127,8 @@ def test_contextvars_set_by_a_handler_stay_in_its_invocation(iii_engine, placeme
     async def main() -> None:
         async with worker_in(placement, iii_engine.url) as worker:
             worker.register_function("t::vars", sets)
-            results = await asyncio.gather(*(call(worker, "t::vars", i) for i in range(16)))
-            assert results == [{"before": "unset", "mine": True, "same_invocation": True}] * 16
+            results = await asyncio.gather(*(call(worker, "t::vars", i) for i in range(64)))
+            assert results == [{"before": "unset", "mine": True, "same_invocation": True}] * 64
             # Nothing leaked into the app's task either.
             assert USER_VAR.get() == "unset"
             assert iii.current_invocation() is None
@@ -179,3 +179,49 @@ def test_the_handler_limit_counts_handlers_that_finish_at_once(iii_engine, place
             assert most == 2
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("factory", [False, True], ids=["eager", "task-factory"])
+def test_a_handler_never_starts_in_the_context_of_whoever_dispatched_it(factory):
+    """A read may be dispatched from another handler's context (its answer asked
+    for the flush that read the next invocation): the new handler must start
+    from the worker's context, not inherit that one's variables."""
+    from iii._loops import AsyncioHost
+
+    seen: list[str] = []
+
+    class Probe:
+        is_async = True
+        name = "probe"
+
+        async def run_async(self) -> None:
+            seen.append(USER_VAR.get())
+            USER_VAR.set("probe's")
+            await asyncio.sleep(0)
+            seen.append(USER_VAR.get())
+
+        def run(self) -> None:
+            raise AssertionError("async only")
+
+        def abandon(self, why: str) -> None:
+            raise AssertionError(why)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        if factory:
+            loop.set_task_factory(lambda loop, coro, **kw: asyncio.Task(coro, loop=loop, **kw))
+        host = AsyncioHost(loop, 8, flush=lambda h: None, on_gone=lambda h, jobs: None)
+
+        async def another_handler() -> None:
+            USER_VAR.set("another handler's")
+            host.submit(Probe())
+            await asyncio.sleep(0)
+            host.submit(Probe())
+
+        await asyncio.create_task(another_handler())
+        while len(seen) < 4:
+            await asyncio.sleep(0)
+        assert USER_VAR.get() == "unset"
+
+    asyncio.run(main())
+    assert sorted(seen) == ["probe's", "probe's", "unset", "unset"]
