@@ -41,8 +41,14 @@ log = logging.getLogger(__name__)
 
 #: Sends go out in chunks: the socket timeout bounds a chunk, not a message.
 _CHUNK = 1024 * 1024
+#: Bytes a non-blocking send offers the socket at once.
+_SEND_SIZE = 256 * 1024
 #: Seconds a socket the core dropped gets to finish a send and say goodbye.
 _GRACE = 1.0
+#: Seconds the I/O thread leaves the socket to callers after one read for
+#: itself, unless other answers are awaited: what arrives in that window
+#: waits at most this long (or for the next caller, who reads it).
+_LINGER = 0.001
 
 EventHandler = Callable[[ev.Event], None]
 
@@ -57,6 +63,8 @@ class BlockingStream:
 
     def __init__(self, sock: socket.socket, tls: Optional[ssl.SSLContext], host: str) -> None:
         self.sock = sock
+        # Seconds a non-blocking send may wait for room (None: the socket blocks).
+        self._stall: Optional[float] = None
         self._lock = threading.Lock()
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -89,7 +97,15 @@ class BlockingStream:
 
     def settimeout(self, timeout: Optional[float]) -> None:
         """Seconds each later send or receive may take (``None``: no limit)."""
+        self._stall = None
         self.sock.settimeout(timeout)
+
+    def set_nonblocking(self, stall: float) -> None:
+        """Receives return at once (callers wait in ``select()`` first: a
+        receive is one system call, where a socket timeout adds a poll before
+        each); a send fails once no byte could go out for ``stall`` seconds."""
+        self.sock.setblocking(False)
+        self._stall = stall
 
     def has_output(self) -> bool:
         """Whether TLS has records to send that a read produced."""
@@ -102,13 +118,37 @@ class BlockingStream:
                 if data:
                     self._tls.write(data)
                 data = self._outgoing.read()
+        if self._stall is not None:
+            self._send_nonblocking(data, self._stall)
+            return
         view = memoryview(data)
         for start in range(0, len(view), _CHUNK):
             self.sock.sendall(view[start : start + _CHUNK])
 
+    def _send_nonblocking(self, data: bytes, stall: float) -> None:
+        sock = self.sock
+        try:  # the common case: the socket takes it all at once
+            sent = sock.send(data) if len(data) <= _SEND_SIZE else 0
+        except BlockingIOError:
+            sent = 0
+        view = memoryview(data)
+        while sent < len(view):
+            try:
+                sent += sock.send(view[sent : sent + _SEND_SIZE])
+                continue
+            except BlockingIOError:
+                pass
+            _, writable, _ = select.select([], [sock], [], stall)
+            if not writable:  # the engine read nothing for that long
+                raise TimeoutError(f"no byte could be sent for {stall:g}s")
+
     def recv(self) -> Optional[bytes]:
-        """Read once: the bytes that arrived; b"" at the end; None when TLS had no data yet."""
-        data = self.sock.recv(READ_SIZE)
+        """Read once: the bytes that arrived; b"" at the end; None when TLS had
+        no data yet (or a non-blocking socket had none)."""
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return None
         if self._tls is None:
             return data
         plain: list[bytes] = []
@@ -228,7 +268,8 @@ class ThreadTransport:
     Reading is one role at a time: the I/O thread holds it while it waits for
     the socket, and a caller waiting for an answer may take it over
     (``read_until``) while the I/O thread is only waiting.  The I/O thread
-    then stops watching the socket until the caller is done, and keeps
+    then stops watching the socket until the caller is done (and a moment
+    more, ``_LINGER``, for a caller that calls again right away), and keeps
     running the timers and reconnects.
     """
 
@@ -505,8 +546,14 @@ class ThreadTransport:
         finally:
             with self.lock:
                 self._reader = None
-                following, self._following = self._following, False
-            if following:  # give the socket back to the I/O thread
+                # Others wait for answers: the I/O thread takes the socket back
+                # now.  Else it does when its short linger ends: a caller
+                # calling again meanwhile reads for itself, and a sequential
+                # caller costs the I/O thread no wake-up per call.
+                urgent = self._following and self.conn.pending_count > 0
+                if urgent:
+                    self._following = False
+            if urgent:
                 self._wake()
 
     # -- the I/O thread ------------------------------------------------------------
@@ -531,8 +578,10 @@ class ThreadTransport:
                 )
             finally:
                 self._opening = None
-            # Reads wait in select(); the timeout bounds a stuck send.
-            wire.settimeout(self.conn.config.idle_timeout)
+            # Reads wait in select() and a send only when the socket is full,
+            # so each is one system call; a send stuck on an engine that reads
+            # nothing is cut after idle_timeout, even one that still writes.
+            wire.set_nonblocking(self.conn.config.idle_timeout)
         except OSError as exc:
             with self.lock:
                 self.conn.transport_closed(self.now(), f"connect failed: {exc}", cause=exc)
@@ -573,6 +622,8 @@ class ThreadTransport:
                     self._following = wire is not None and not watch
                 self._sleeping_until = float("inf") if timer is None else timer
                 timeout = None if timer is None else max(0.0, timer - self.now())
+                if self._following:  # a caller reads, or did a moment ago
+                    timeout = _LINGER if timeout is None else min(timeout, _LINGER)
                 if self._retired:
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
                 sock = wire.sock if watch and wire is not None else None

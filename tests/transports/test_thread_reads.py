@@ -73,20 +73,53 @@ def test_a_waiting_caller_reads_its_answer_then_hands_the_socket_back(
 def test_invocations_arriving_while_a_caller_reads_are_dispatched(
     iii_engine: EngineThread,
 ) -> None:
-    a = ThreadsSeen()
+    a, b = ThreadsSeen(), ThreadDriver()
     try:
+        b.start(make_config(iii_engine.url, announce={"name": "reads-slow"}))
+        b.wait_connected()
+        b.register("b::slow", echo)
+        iii_engine.wait_for_function("b::slow")
+        held = iii_engine.withhold_results("b::slow")
         a.start(make_config(iii_engine.url, announce={"name": "reads-self"}, ping_interval=3600.0))
-        serve_echo(a, iii_engine)
-        # Its own function: the engine invokes it here while the caller reads,
-        # and the call is answered only once that invocation was.
-        invocation_id = a.invoke("echo", {"round": "trip"})
-        read_for(a, invocation_id)
-        outcome = a.outcome(invocation_id)
-        assert isinstance(outcome, ev.InvocationSucceeded) and outcome.result == {"round": "trip"}
+        connected = serve_echo(a, iii_engine)
+        invocation_id = a.invoke("b::slow", {"answer": "withheld"})
+        a.wait_until(lambda: held.held)  # the engine has the answer and keeps it
+        leading = threading.Event()
+        served: list[str] = []
+
+        def done() -> bool:
+            if not leading.is_set():  # first asked once this thread reads
+                leading.set()
+                # The engine invokes this worker while its caller reads.
+                iii_engine.send_frame(
+                    connected.worker_id,
+                    {
+                        "type": "invokefunction",
+                        "invocation_id": "in-1",
+                        "function_id": "echo",
+                        "data": {"in": 1},
+                    },
+                )
+            served[:] = a.dispatched_on(ev.InvocationRequested)
+            if served:
+                held.release()
+            return bool(a.outcomes_for(invocation_id))
+
+        a.t.read_until(done, 10.0)
+        assert leading.is_set()
         me = threading.current_thread().name
-        assert a.dispatched_on(ev.InvocationRequested) == [me]
+        assert served == [me]  # dispatched (and answered) by the reading caller
+        outcome = a.outcome(invocation_id)
+        assert isinstance(outcome, ev.InvocationSucceeded)
+        assert outcome.result == {"answer": "withheld"}
+        iii_engine.wait_for_frame(
+            "invocationresult",
+            direction="in",
+            where=lambda f: f.get("invocation_id") == "in-1" and f.get("result") == {"in": 1},
+        )
     finally:
         a.close()
+        b.close()
 
 
 def silent_but_alive(peer: fe.Peer) -> None:
