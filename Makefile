@@ -8,11 +8,11 @@ FUZZ_STAMP := $(VENV)/.installed-fuzz
 FUZZ_SECONDS ?= 60
 #: what `make lint` format-checks: every package, the fuzz targets, benchmarks, examples and
 #: docs/build.py. tests/ joins once it has been formatted (`ruff format tests`).
-FORMAT_PATHS ?= iii iii_protocol iii_transports iii_observability fuzz bench examples docs
+FORMAT_PATHS ?= iii iii_protocol iii_transports iii_observability fuzz bench examples docs soak
 #: Pythons (pyenv versions) for `make test-matrix`; each gets a venv .venv-X.Y
 MATRIX ?= 3.10.13 3.13.0
 
-.PHONY: demo test lint typecheck unit fuzz fuzz-smoke docs test-matrix bench bench-quick bench-profile clean
+.PHONY: demo test lint typecheck unit fuzz fuzz-smoke docs test-matrix bench bench-quick bench-profile soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,6 +70,13 @@ bench-quick: $(STAMP)
 # cProfile / py-spy / tracemalloc of our hot paths: bench/results/profile.md
 bench-profile: $(STAMP)
 	$(BIN)/python -m bench.profile
+
+# The soak (soak/README.md; `make test` runs a 20 s one): 300 connect/shutdown cycles, then
+# 250 s of workers on every runtime calling each other under 64 engine faults; exit 1 when
+# a call had no outcome or two, an outcome disagrees with its handler, or something leaked.
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(BIN)/python -m soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-* .cache .coverage fuzz/.work docs/api

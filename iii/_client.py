@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -34,7 +35,7 @@ from iii_protocol import (
 )
 from iii_protocol.errors import ConnectError, InvocationError
 
-from . import _compat, _invocation, _otel, channels
+from . import _compat, _invocation, _lifecycle, _otel, channels
 from ._endpoint import Endpoint
 from ._handlers import HandlerSpec, inspect_handler
 from ._invocation import InvocationContext
@@ -212,6 +213,11 @@ class III:
     ) -> None:
         self._session = Session(address, options, make_runtime)
         self._rt: Runtime = self._session.runtime
+        self._held: Optional[_HeldAtExit] = None
+        if isinstance(self._rt, ThreadRuntime) and self._rt.app is None:
+            # A worker program serves after its last line (see iii/_lifecycle.py).
+            self._held = _HeldAtExit(self)
+            _lifecycle.hold(self._held)
         self._rt.start()
 
     # -- identity and state ------------------------------------------------------
@@ -560,6 +566,9 @@ class III:
     def _end_shutdown(self) -> None:
         self._session.closed = True
         self._session.withdraw_all()
+        if self._held is not None:
+            self._held.closed.set()
+            _lifecycle.release(self._held)
 
     def shutdown(self) -> None:
         """Disconnect: pending calls fail with ``SHUTDOWN``, running handlers get
@@ -613,6 +622,31 @@ class III:
     def _wait_until_connected(self) -> None:
         # Frameworks written for the official SDK call this after making a worker.
         _compat.wait_until_connected(self)
+
+
+class _HeldAtExit:
+    """A ``register_worker`` worker as ``iii._lifecycle`` holds it open at exit."""
+
+    __slots__ = ("closed", "worker")
+
+    def __init__(self, worker: III) -> None:
+        self.worker = worker
+        self.closed = threading.Event()
+
+    def serves(self) -> bool:
+        session = self.worker._session
+        return not session.closing and bool(session.handlers or session.providers)
+
+    def wait_closed(self) -> None:
+        self.closed.wait()
+
+    def stop(self) -> None:
+        self.worker.shutdown()
+
+    def describe(self) -> str:
+        session = self.worker._session
+        functions = len(session.handlers)
+        return f"worker {self.worker.worker_id} ({functions} functions at {self.worker.address})"
 
 
 def _subscribe(listeners: list[Any], listener: Any) -> Callable[[], None]:

@@ -32,16 +32,29 @@ class HandlerPool:
         self._closed = False
 
     def submit(self, job: Job) -> bool:
-        """Queue ``job``; False once the pool is closed (the job did not run)."""
+        """Queue ``job``; False once the pool is closed (the job did not run).
+
+        Raises:
+            RuntimeError: no thread could be started and none runs (the job did
+                not run either).
+        """
         with self._ready:
             if self._closed:
                 return False
             self._queue.append(job)
             if len(self._queue) > self._idle and self._threads < self._limit:
                 self._threads += 1
-                threading.Thread(
-                    target=self._work, name=f"{self._name}-{self._threads}", daemon=True
-                ).start()
+                try:
+                    threading.Thread(
+                        target=self._work, name=f"{self._name}-{self._threads}", daemon=True
+                    ).start()
+                except RuntimeError:
+                    # CPython 3.12.0-3.12.1 refuse new threads once the main thread
+                    # has ended: the threads there take the job, or nobody can.
+                    self._threads -= 1
+                    if not self._threads:
+                        self._queue.pop()
+                        raise
             else:
                 self._ready.notify()
         return True

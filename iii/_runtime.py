@@ -180,7 +180,13 @@ class RuntimeBase(abc.ABC):
     def spawn(self, job: Job) -> None:
         if job.is_async:
             self._spawn_async(job)
-        elif not self.pool.submit(job):
+            return
+        try:
+            submitted = self.pool.submit(job)
+        except RuntimeError:  # CPython 3.12.0-3.12.1 after the main thread ended
+            job.abandon("no thread could be started to run the handler")
+            return
+        if not submitted:
             job.abandon("the worker is shutting down")
 
     def _stop_jobs(self, why: str) -> None:

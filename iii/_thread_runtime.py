@@ -124,7 +124,14 @@ class ThreadRuntime(RuntimeBase):
 
     def _spawn_async(self, job: Job) -> None:
         app = self.app
-        if (app is None or not app.submit(job)) and not self.private.get().submit(job):
+        if app is not None and app.submit(job):
+            return
+        try:
+            private = self.private.get()
+        except RuntimeError:  # CPython 3.12.0-3.12.1 after the main thread ended
+            job.abandon("no thread could be started for the handler loop")
+            return
+        if not private.submit(job):
             job.abandon("the worker is shutting down")
 
     def _app_gone(self, host: Host, jobs: list[Job]) -> None:

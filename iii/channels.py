@@ -75,6 +75,7 @@ from iii_protocol import (
 )
 from iii_transports import anyio as async_streams
 from iii_transports import blocking as blocking_streams
+from iii_transports._connect import TLSContext
 
 from ._channel_values import (
     MAX_FRAME_SIZE,
@@ -89,8 +90,6 @@ from ._endpoint import handshake_headers
 from .errors import IIIUsageError
 
 if TYPE_CHECKING:
-    import ssl
-
     from ._client import III
 
 __all__ = [
@@ -242,7 +241,7 @@ class _ChannelEnd:
         ref: RefLike,
         headers: Optional[dict[str, str]] = None,
         *,
-        ssl_context: Optional[ssl.SSLContext] = None,
+        ssl_context: Optional[TLSContext] = None,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
         max_message_size: int = 64 * _MiB,
@@ -574,7 +573,7 @@ class ChannelReader(_ChannelEnd):
         ref: RefLike,
         headers: Optional[dict[str, str]] = None,
         *,
-        ssl_context: Optional[ssl.SSLContext] = None,
+        ssl_context: Optional[TLSContext] = None,
         connect_timeout: float = 10.0,
         close_timeout: float = 10.0,
         max_message_size: int = 64 * _MiB,
@@ -934,7 +933,7 @@ def resolve_channel_refs(
     engine_url: str,
     headers: Optional[dict[str, str]] = None,
     *,
-    ssl_context: Optional[ssl.SSLContext] = None,
+    ssl_context: Optional[TLSContext] = None,
 ) -> Any:
     """Replace every channel ref inside ``data`` by a ``ChannelReader``/``ChannelWriter``.
 

@@ -38,11 +38,12 @@ class IIIUsageError(IIIError, RuntimeError):
     """The call cannot work from where it was made (e.g. it would deadlock)."""
 
 
-class WorkerShutdownError(IIIUsageError, InvocationError):
+class WorkerShutdownError(IIIUsageError, InvocationError, ConnectionClosed):
     """The worker was shut down, or is shutting down: every method raises this.
 
     It is also an ``IIIInvocationError`` with ``code`` ``"SHUTDOWN"``, the
-    error ``trigger`` raised in that case before.
+    error ``trigger`` raised in that case before, and a ``ConnectionClosed``
+    (this side closed the connection).
     """
 
     def __init__(self, message: str) -> None:

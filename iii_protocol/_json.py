@@ -19,7 +19,9 @@ is accepted never depends on the interpreter running it:
   version and on the caller) a reader without recursion takes over, so wide
   integers are read at any depth orjson reads, on every Python.
 * Non-finite floats.  orjson writes NaN and Infinity as ``null``; ``dumps``
-  refuses them.
+  refuses them.  Only a text with a ``null`` in it can hide one, and only a
+  value holding floats: such a value is looked through (its containers'
+  element types first, a C-level pass) before anything is decided.
 """
 
 from __future__ import annotations
@@ -150,14 +152,44 @@ def dumps(value: object) -> str:
     except orjson.JSONEncodeError:
         # Wide ints and the like: the stdlib decides, and refuses what it cannot write.
         return _strict_dumps(value)
-    if _NULL in raw:
-        # A non-finite float became ``null``: only the strict path can tell.
+    if _NULL in raw and _may_hold_non_finite(value):
+        # A non-finite float may have become ``null``: the strict path decides.
         return _strict_dumps(value)
     return raw.decode()
 
 
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
+def _may_hold_non_finite(value: object) -> bool:
+    """Whether ``value`` (which orjson wrote) holds NaN or an infinity, or a
+    value orjson handed to ``_default`` (whose JSON form is not looked at here)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            items: Iterable[object] = item.values()  # type: ignore[attr-defined]
+        elif kind is list or kind is tuple:
+            items = item  # type: ignore[assignment]
+        elif kind is float:
+            if item - item != 0.0:  # type: ignore[operator]
+                return True  # (NaN - NaN and inf - inf are NaN)
+            continue
+        elif kind in _PLAIN:
+            continue
+        else:
+            return True  # another class: the strict path knows its form
+        kinds = set(map(type, items))
+        if kinds <= _PLAIN:
+            continue  # (the common case: one C-level pass, nothing to look into)
+        stack.extend(v for v in items if type(v) not in _PLAIN)
+    return False
+
+
 # Maps every digit to b"0", b"-" to itself and any other byte to b" ".
 _DIGIT_MASK = bytes(0x30 if 0x30 <= b <= 0x39 else b if b == 0x2D else 0x20 for b in range(256))
+_DIGITS_19 = b"0" * 19
 
 
 def loads(text: str | bytes) -> JSON:
@@ -172,7 +204,8 @@ def loads(text: str | bytes) -> JSON:
     # losing digits; such an integer has 20+ digits, or a minus and 19.  The
     # stdlib reads it exactly (orjson has already refused non-strict JSON).
     mask = (text.encode() if isinstance(text, str) else text).translate(_DIGIT_MASK)
-    if b"00000000000000000000" in mask or b"-0000000000000000000" in mask:
+    # (One search for the 19 digits both forms hold, the exact test only then.)
+    if _DIGITS_19 in mask and (_DIGITS_19 + b"0" in mask or b"-" + _DIGITS_19 in mask):
         try:
             return json.loads(text)  # type: ignore[no-any-return]
         except RecursionError:

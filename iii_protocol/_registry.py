@@ -9,7 +9,7 @@ Re-registering an id replaces the entry in place.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Optional, TypeVar, Union
+from typing import TypeVar, Union
 
 from . import _frames as f
 from .errors import LocalProtocolError
@@ -43,9 +43,6 @@ class Registry:
         yield from self.trigger_types.values()
         yield from self.functions.values()
         yield from self.triggers.values()
-
-    def function(self, function_id: str) -> Optional[f.RegisterFunction]:
-        return self.functions.get(function_id)
 
     def provides(self, trigger_type: str) -> bool:
         """Whether this worker registered the trigger type ``trigger_type``."""

@@ -185,7 +185,11 @@ class UpgradeRefused(ConnectError):
 
 
 class ConnectionClosed(IIIError):
-    """The connection was closed by this side (``close()``/``shutdown()``)."""
+    """The connection was closed by this side (``close()``/``shutdown()``).
+
+    The SDK raises it as ``iii.WorkerShutdownError`` when a worker is used
+    after its shutdown.
+    """
 
 
 class ConnectionFailed(IIIError):

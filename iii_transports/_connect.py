@@ -15,10 +15,14 @@ from __future__ import annotations
 import ssl
 from typing import Optional
 
-__all__ = ["READ_SIZE", "client_tls", "timed_out", "tls_broken"]
+__all__ = ["READ_SIZE", "TLSContext", "client_tls", "timed_out", "tls_broken"]
 
 #: Bytes asked for per read.
 READ_SIZE = 65536
+
+#: The TLS settings a stream takes (``ssl_context=``): code above the
+#: transports names TLS through this alias and never imports ``ssl`` itself.
+TLSContext = ssl.SSLContext
 
 
 def client_tls(secure: bool, ssl_context: Optional[ssl.SSLContext]) -> Optional[ssl.SSLContext]:

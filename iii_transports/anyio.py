@@ -91,8 +91,21 @@ async def open_stream(
             )
         except (anyio.BrokenResourceError, anyio.EndOfStream) as exc:
             raise tls_broken(exc) from exc
+        except OSError as exc:
+            raise _attempt_error(exc) from None
         return AnyioStream(stream)
     raise timed_out(host, port)
+
+
+def _attempt_error(exc: OSError) -> OSError:
+    """anyio reports a failed connect as a bare ``OSError("All connection attempts
+    failed")`` caused by each address's own error: the first of those says why
+    (refused, unreachable), as the blocking adapter's error does."""
+    if type(exc) is not OSError or exc.errno is not None:
+        return exc
+    cause = exc.__cause__
+    attempts = getattr(cause, "exceptions", (cause,))
+    return next((e for e in attempts if isinstance(e, OSError)), exc)
 
 
 class _AnyioBackend:

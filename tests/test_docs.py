@@ -97,7 +97,9 @@ def test_the_check_finds_missing_docstrings(tmp_path: Path) -> None:
             "VALUE": "Documented with a comment, the way this project documents variables."
         }
         doc = pdoc.doc.Module(module)
-        doc.get("VALUE").docstring = comments["VALUE"]
+        value = doc.get("VALUE")
+        assert value is not None
+        value.docstring = comments["VALUE"]
         assert build.undocumented({"docs_check_sample": doc}) == {
             "docs_check_sample.Bare",
             "docs_check_sample.bare",

@@ -19,13 +19,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:
     tomllib = pytest.importorskip("tomli")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +45,10 @@ OPTIONAL_MODULES = {
 LAZY = {"trio": "trio", "opentelemetry-api": "otel"}
 
 
-def _pyproject() -> dict:
+def _pyproject() -> dict[str, Any]:
     with open(ROOT / "pyproject.toml", "rb") as fh:
-        return tomllib.load(fh)
+        data: dict[str, Any] = tomllib.load(fh)
+    return data
 
 
 #: Namespace packages that several distributions share: the one we import from.

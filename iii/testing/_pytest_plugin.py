@@ -24,7 +24,9 @@ run on its clock: ``@pytest.mark.iii_engine(clock="manual")`` and
 (``iii_engine.cron_jobs()`` says when each job is due).
 
 When a test that used an engine fails, the tail of the engine's transcript is
-attached to the report.
+attached to the report.  Under pytest a worker that serves functions does not
+keep the process up at exit (as a worker program does): a test that forgot
+``shutdown()`` cannot hang the run.
 
 This module is imported by every pytest run of a project that has the SDK
 installed, so it imports nothing heavy and starts nothing until a fixture is
@@ -53,6 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "iii_engine(**options): serve_engine() keyword arguments for the iii_engine fixtures",
     )
+    # A worker a test forgot to shut down must not keep the run alive at exit.
+    from iii import _lifecycle
+
+    _lifecycle.release_all()
 
 
 def _marker_options(request: pytest.FixtureRequest) -> dict[str, Any]:

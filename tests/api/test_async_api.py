@@ -217,7 +217,7 @@ def test_trigger_types_on_the_loop(iii_engine, run):
             got = anyio.Event()
             seen: list[Any] = []
 
-            class Provider(iii.TriggerHandler):
+            class Provider(iii.TriggerHandler[Any]):
                 async def register_trigger(self, config: iii.TriggerConfig[Any]) -> None:
                     seen.append(config)
                     got.set()

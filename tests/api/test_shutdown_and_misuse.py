@@ -146,6 +146,7 @@ def refused(exc: BaseException) -> None:
     assert isinstance(exc, iii.IIIUsageError)
     # What trigger used to raise, for code that handles it.
     assert isinstance(exc, iii.IIIInvocationError) and exc.code == "SHUTDOWN"
+    assert isinstance(exc, iii.ConnectionClosed)  # this side closed it
     assert "was shut down" in str(exc)
 
 

@@ -4,6 +4,7 @@ and results, and a custom stream served with ``iii.helpers.create_stream``."""
 
 from __future__ import annotations
 
+import builtins
 import queue
 import threading
 from typing import Any, Optional
@@ -65,7 +66,7 @@ def test_state_with_typed_models_on_threads(iii_engine):
         )
         assert StateSetResult.model_validate(created).new_value == {"status": "new"}
         assert created["old_value"] is None
-        updated = StateUpdateResult.model_validate(
+        updated: StateUpdateResult[Any] = StateUpdateResult.model_validate(
             w.trigger(
                 {
                     "function_id": "state::update",
@@ -105,7 +106,9 @@ def test_state_with_typed_models_on_threads(iii_engine):
             {"function_id": "state::delete", "payload": StateDeleteInput(scope="orders", key="o1")}
         )
         assert gone == updated.new_value
-        seen = [StateEventData.model_validate(events.get(timeout=10)) for _ in range(3)]
+        seen: list[StateEventData[Any]] = [
+            StateEventData.model_validate(events.get(timeout=10)) for _ in range(3)
+        ]
         assert [e.event_type for e in seen] == [
             StateEventType.CREATED,
             StateEventType.UPDATED,
@@ -223,7 +226,7 @@ class MemoryTodos(IStream[Any]):
         self.calls.append("list")
         return [v for (g, _), v in self.items.items() if g == input.group_id]
 
-    async def list_groups(self, input: StreamListGroupsInput) -> list[str]:
+    async def list_groups(self, input: StreamListGroupsInput) -> builtins.list[str]:
         self.calls.append("list_groups")
         return sorted({g for g, _ in self.items})
 

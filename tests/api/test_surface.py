@@ -46,7 +46,7 @@ def test_trigger_action_factory():
     enqueue = iii.TriggerAction.Enqueue(queue="math")
     assert enqueue == iii.TriggerActionEnqueue(queue="math")
     with pytest.raises(TypeError):
-        iii.TriggerAction.Enqueue("math")  # type: ignore[misc]  # keyword-only
+        iii.TriggerAction.Enqueue("math")  # type: ignore[call-arg]  # keyword-only
 
 
 def test_invocation_error_attributes():

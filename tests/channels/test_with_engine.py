@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Union, cast
 
 import anyio
 import pytest
@@ -139,7 +139,7 @@ async def test_a_full_channel_makes_the_writer_wait() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(write)
             # The engine's one-item queue fills up, then it stops reading the writer...
-            await engine.wait_for(lambda: engine.channels()[0]["items_written"] >= 1)
+            await engine.wait_for(lambda: cast(int, engine.channels()[0]["items_written"]) >= 1)
             # ...so once every task waits, the writer waits on its socket, unfinished:
             # what it wrote so far fits in the queue and the kernel's buffers.
             await anyio.wait_all_tasks_blocked()

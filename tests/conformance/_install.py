@@ -89,9 +89,10 @@ def _run(cmd: Sequence[str], what: str, cwd: Path | None = None) -> None:
 def _marker_ok(directory: Path, spec: str) -> bool:
     marker = directory / MARKER
     try:
-        return json.loads(marker.read_text()).get("spec") == spec
-    except (OSError, ValueError, AttributeError):
+        recorded = json.loads(marker.read_text())
+    except (OSError, ValueError):
         return False
+    return isinstance(recorded, dict) and recorded.get("spec") == spec
 
 
 def _write_marker(directory: Path, spec: str, started: float) -> None:

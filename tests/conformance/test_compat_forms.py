@@ -206,7 +206,7 @@ def test_models_read_like_their_json_objects():
         "scope": "s", "key": "k", "ops": [{"value": {"a": 1}, "type": "merge"}]}
     with pytest.raises(KeyError):
         value["nope"]
-    response = ApiResponse(statusCode=201, body="x")
+    response: ApiResponse[str] = ApiResponse(statusCode=201, body="x")
     assert response.status_code == response.statusCode == 201
     assert ApiResponse(status_code=201, body="x") == response
     with pytest.raises(TypeError):
@@ -230,6 +230,7 @@ def test_current_invocation_inside_and_outside_handlers(iii_engine: EngineThread
 
     def sync_handler(data: Any) -> Any:
         inv = iii.current_invocation()
+        assert inv is not None
         return {"function_id": inv.function_id, "invocation_id": inv.invocation_id,
                 "caller": inv.caller, "depth": inv.observe_depth}
 
@@ -451,9 +452,10 @@ def test_logger_takes_the_official_arguments(caplog: pytest.LogCaptureFixture):
     with caplog.at_level(logging.INFO, logger="iii"):
         log.info("hello", {"k": 1})
         log.warn("plain")
-    first = caplog.records[0]
-    assert (first.trace_id, first.span_id, first.service_name) == ("a" * 32, "b" * 16, "svc")
-    assert first.iii_data == {"k": 1}
+    first = vars(caplog.records[0])  # the fields logging's extra= set on the record
+    assert (first["trace_id"], first["span_id"], first["service_name"]) == (
+        "a" * 32, "b" * 16, "svc")
+    assert first["iii_data"] == {"k": 1}
 
 
 def test_redaction_and_truncation():
@@ -468,7 +470,7 @@ def test_redaction_and_truncation():
 
 def test_trace_helpers_follow_the_current_span():
     from opentelemetry import trace
-    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 
     tracer = TracerProvider().get_tracer("forms")
     assert iii_observability.current_trace_id() is None
@@ -476,9 +478,12 @@ def test_trace_helpers_follow_the_current_span():
         context = span.get_span_context()
         assert iii_observability.current_trace_id() == f"{context.trace_id:032x}"
         assert iii_observability.current_span_id() == f"{context.span_id:016x}"
-        assert iii_observability.inject_traceparent().split("-")[1] == f"{context.trace_id:032x}"
+        traceparent = iii_observability.inject_traceparent()
+        assert traceparent is not None
+        assert traceparent.split("-")[1] == f"{context.trace_id:032x}"
         assert iii_observability.current_span_is_recording()
         iii_observability.set_current_span_attribute("k", "v")
+        assert isinstance(span, ReadableSpan) and span.attributes
         assert span.attributes["k"] == "v"
 
     async def inside(span: Any) -> str:

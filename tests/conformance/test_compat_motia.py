@@ -20,6 +20,7 @@ import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -123,6 +124,7 @@ def test_motia_worker_connects_registers_and_runs_a_step(
         assert answer == {"hello": "ada", "has_trace_id": True}
     finally:
         proc.send_signal(signal.SIGTERM)
+        code: Optional[int]
         try:
             code = proc.wait(30)
         except subprocess.TimeoutExpired:

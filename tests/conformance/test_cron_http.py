@@ -9,7 +9,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import pytest
 
@@ -34,7 +34,10 @@ def engine() -> Iterator[EngineThread]:
 
 
 def fetch(
-    url: str, method: str = "GET", body: Optional[bytes] = None, headers: Optional[dict] = None
+    url: str,
+    method: str = "GET",
+    body: Optional[bytes] = None,
+    headers: Optional[dict[str, str]] = None,
 ) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
     try:
@@ -51,23 +54,25 @@ def fetch(
 
 def bound(engine: EngineThread, function_id: str) -> dict[str, Any]:
     """Wait until the engine holds (and accepted) a binding of ``function_id``."""
-    return engine.wait_for(
+    binding: dict[str, Any] = engine.wait_for(
         lambda: next(
             (b for b in engine.bindings() if b["function_id"] == function_id and b["acked"]),
             None,
         ),
         timeout=30,
     )
+    return binding
 
 
 def sleeping(engine: EngineThread, runs: int) -> dict[str, Any]:
-    return engine.wait_for(
+    job: dict[str, Any] = engine.wait_for(
         lambda: next(
-            (j for j in engine.cron_jobs() if j["next_run"] and j["runs"] >= runs),
+            (j for j in engine.cron_jobs() if j["next_run"] and cast(int, j["runs"]) >= runs),
             None,
         ),
         timeout=30,
     )
+    return job
 
 
 @pytest.mark.parametrize("sdk_id", SDK_IDS)
@@ -116,8 +121,9 @@ def test_a_cron_binding_of_an_official_worker_fires_on_the_engine_clock(
         where=lambda f: "error" in f,
         timeout=30,
     )
-    assert refusal["error"]["code"] == "trigger_registration_failed"
-    assert "Invalid cron expression '* * * * *'" in refusal["error"]["message"]
+    error = cast("dict[str, str]", refusal["error"])
+    assert error["code"] == "trigger_registration_failed"
+    assert "Invalid cron expression '* * * * *'" in error["message"]
 
 
 @pytest.mark.parametrize("sdk_id", SDK_IDS)

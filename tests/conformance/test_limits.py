@@ -10,6 +10,7 @@ above 16 MiB is refused by any engine, close 1009, and that call is lost).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 
@@ -36,7 +37,7 @@ def start(
 
 def closes_from(engine: EngineThread, worker_id: str) -> list[str]:
     return [
-        e.get("info", "")
+        cast(str, e.get("info", ""))
         for e in engine.transcript()
         if e["conn"] == worker_id and e["kind"] == "close"
     ]

@@ -13,7 +13,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -63,7 +63,7 @@ def test_sync_call_returns_the_handler_result(pair: Pair) -> None:
     # ... and passes the caller's invocation_id through to the handler (5.3).
     sent = pair.engine.frames(pair.b.info["worker_id"], direction="in", type="invokefunction")
     call = next(f for f in sent if f["function_id"] == "conf::echo")
-    assert UUID4.match(call["invocation_id"])
+    assert isinstance(call["invocation_id"], str) and UUID4.match(call["invocation_id"])
     routed = pair.engine.frames(pair.a.info["worker_id"], direction="out", type="invokefunction")
     assert any(f["invocation_id"] == call["invocation_id"] for f in routed)
 
@@ -98,7 +98,7 @@ def test_enqueue_returns_a_receipt_and_the_queue_runs_the_handler(pair: Pair) ->
     seen = pair.a.wait_event("invoked", lambda e: e["function_id"] == "conf::job")
     # Delivered by the engine's queue: the payload as enqueued, no caller id (5.2, 5.5).
     assert seen["data"] == {"job": 7}
-    pair.engine.wait_for(lambda: pair.engine.engine.queue_stats()["delivered"] >= 1)
+    pair.engine.wait_for(lambda: cast(int, pair.engine.engine.queue_stats()["delivered"]) >= 1)
 
 
 def test_handler_error_reaches_the_caller_as_invocation_failed(pair: Pair) -> None:
@@ -151,7 +151,7 @@ def test_missing_payload(pair: Pair) -> None:
 
 def _dropped(engine: EngineThread, worker_id: str) -> list[str]:
     return [
-        e["info"]
+        cast(str, e["info"])
         for e in engine.transcript()
         if e["kind"] == "dropped" and e["conn"] == worker_id and e["dir"] == "in"
     ]
@@ -397,7 +397,7 @@ def test_engine_trigger_type_fires_an_official_binding(pair: Pair) -> None:
     visitor.shutdown()
 
     def about_visitor(e: dict[str, Any]) -> bool:
-        return e["function_id"] == "conf::watch" and e["data"].get("worker_id") == visitor_id
+        return bool(e["function_id"] == "conf::watch" and e["data"].get("worker_id") == visitor_id)
 
     pair.b.wait_event("invoked", about_visitor, count=3)
     events = [e["data"]["event"] for e in pair.b.find_events("invoked", about_visitor)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -118,7 +118,10 @@ def test_enqueue_to_a_declared_queue_retries_on_the_engine_clock(qpair: Pair) ->
     advance_to_retry(qpair, 0.2)  # backoff_ms 200
     second = invoked(qpair, "q::flaky", count=2)
     assert (second["data"], second["attempt"]) == ({"n": 1}, 2)
-    qpair.engine.wait_for(lambda: qpair.engine.queue_stats()["queues"]["jobs"]["delivered"] == 1)
+    qpair.engine.wait_for(
+        lambda: cast("dict[str, Any]", qpair.engine.queue_stats())["queues"]["jobs"]["delivered"]
+        == 1
+    )
 
 
 def test_enqueue_to_an_undeclared_queue_is_an_enqueue_error(qpair: Pair) -> None:
@@ -165,6 +168,7 @@ def test_durable_subscriber_dead_letters_then_redrive(qpair: Pair) -> None:
     assert [(r["payload"], r["retries"]) for r in rows] == [({"code": "x"}, 1)]
     assert rows[0]["error"].startswith('ErrorBody { code: "invocation_failed"')
     delivered = qpair.engine.queue_stats()["delivered"]
+    assert isinstance(delivered, int)
     out = qpair.b.ok(
         "trigger", function_id="iii::queue::redrive", payload={"queue": "link.updated"}
     )

@@ -215,8 +215,9 @@ def test_reconnect_after_engine_restart(
     engine.restart()
     for w in (a, b):
         new = engine.wait_for_worker(w.name, timeout=10)
-        assert new["worker_id"] != old[w.name]
-        reattach = engine.frames(new["worker_id"], direction="in", type="reattach")
+        worker_id = new["worker_id"]
+        assert isinstance(worker_id, str) and worker_id != old[w.name]
+        reattach = engine.frames(worker_id, direction="in", type="reattach")
         if sdk_id == "py-0.19.7":
             assert reattach == []
         else:

@@ -67,7 +67,7 @@ def ours(pair: Pair) -> Iterator[Ours]:
         body = reader.read_all_sync()
         return {"reader_type": type(reader).__name__, "text": body.decode(), "messages": messages}
 
-    class Provider(iii.TriggerHandler):
+    class Provider(iii.TriggerHandler[Any]):
         async def register_trigger(self, config: iii.TriggerConfig[Any]) -> None:
             state.bindings[config.id] = config
             state.seen.put(("register_trigger", config, None))
@@ -213,6 +213,7 @@ def test_official_provider_fires_our_binding(pair: Pair, ours: Ours) -> None:
     assert got["config"]["id"] == trigger.id
     assert got["config"]["config"] == {"path": "/ours"}
     assert got["config"]["metadata"] == {"src": "ours"}
+    assert trigger.id is not None  # always set on a registered trigger
     pair.engine.wait_for_binding(trigger.id, acked=True)
     out = pair.a.ok("fire", binding_id=trigger.id, payload={"via": "official"})
     assert out["result"] == {"recorded": "ours::hooked"}

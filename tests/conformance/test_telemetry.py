@@ -10,6 +10,7 @@ so it is given ``III_URL`` here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import pytest
 
@@ -36,7 +37,7 @@ def test_telemetry_socket(
         assert (
             a.ok("trigger", function_id="otel::echo", payload={"i": i})["result"]["echo"]["i"] == i
         )
-    engine.wait_for(lambda: engine.engine.stats()["telemetry_frames"] > 0, timeout=10)
+    engine.wait_for(lambda: cast(int, engine.engine.stats()["telemetry_frames"]) > 0, timeout=10)
     assert a.close() == 0
     opened = [e for e in engine.transcript() if e["kind"] == "open" and e.get("info") == "/otel"]
     assert opened, "no /otel socket"

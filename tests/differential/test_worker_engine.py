@@ -57,6 +57,7 @@ from iii_protocol import (
     ConnectionState,
     ErrorBody,
     HeldCallsFull,
+    JSONObject,
     ReconnectPolicy,
     RegisterFunction,
     decode_frame,
@@ -246,10 +247,9 @@ class Differential(RuleBasedStateMachine):
                 proc.links.append(link)
                 proc.conn.transport_opened(self.now)
             elif isinstance(event, ev.Connected):
-                link = proc.link
-                assert link is not None
-                link.greeted = True
-                link.expected = Counter(list(proc.conn.functions))
+                assert proc.link is not None
+                proc.link.greeted = True
+                proc.link.expected = Counter(list(proc.conn.functions))
             elif isinstance(event, ev.FunctionRejected):
                 assert proc.link is not None
                 assert event.rejection.function_id is not None
@@ -369,7 +369,7 @@ class Differential(RuleBasedStateMachine):
         call = self.calls[invocation_id]
         assert data == {"token": call.token}, "a handler got another call's data"
         error = None if ok else ErrorBody(code="handler_failed", message=call.token)
-        result = {"echo": call.token}
+        result: JSONObject = {"echo": call.token}
         call.answered = (result, error)
         sent = proc.conn.send_result(invocation_id, request.function_id, result, error=error)
         assert sent == (link is not None and link is proc.link), (sent, link, proc.link)

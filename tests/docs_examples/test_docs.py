@@ -26,6 +26,7 @@ import pytest
 
 import iii
 from iii.testing import EngineThread, ManualClock
+from iii_protocol import JSON, JSONObject
 
 from .extract import MARKER
 from .manifest import EXAMPLES, SNIPPETS, Example
@@ -438,11 +439,12 @@ def check_creating_workers_workers_4(run: Run) -> None:
             )
         )
         for invoked in (on_workers, on_functions):
+
+            def answers(frame: JSONObject, call: JSON = invoked["invocation_id"]) -> bool:
+                return frame["invocation_id"] == call
+
             result = engine.thread.wait_for_frame(
-                "invocationresult",
-                direction="in",
-                timeout=START_TIMEOUT,
-                where=lambda f, i=invoked["invocation_id"]: f["invocation_id"] == i,
+                "invocationresult", direction="in", timeout=START_TIMEOUT, where=answers
             )
             assert result.get("error") is None
     finally:
@@ -483,11 +485,14 @@ def check_using_iii_triggers_2(run: Run) -> None:
         "invokefunction",
         direction="out",
         where=lambda f: (
-            f["function_id"] == "reports::generate" and f["data"].get("trigger") == "cron"
+            f["function_id"] == "reports::generate"
+            and isinstance(f["data"], dict)
+            and f["data"].get("trigger") == "cron"
         ),
         timeout=START_TIMEOUT,
     )
-    assert frame["data"]["scheduled_time"] == due.isoformat()
+    data = frame["data"]
+    assert isinstance(data, dict) and data["scheduled_time"] == due.isoformat()
 
 
 def check_using_iii_triggers_3(run: Run) -> None:

@@ -143,8 +143,8 @@ async def test_functions_list(engine):
         "metadata": {"team": "m"},
     }
     every = (await call_ok(a, "engine::functions::list", {"include_internal": True}))["functions"]
-    ids = {f["function_id"] for f in every}
-    assert {"hidden::fn", "engine::functions::list", "engine::workers::register"} <= ids
+    every_id = {f["function_id"] for f in every}
+    assert {"hidden::fn", "engine::functions::list", "engine::workers::register"} <= every_id
     prefixed = await call_ok(a, "engine::functions::list", {"prefix": "math::"})
     assert [f["function_id"] for f in prefixed["functions"]] == ["math::add", "math::sub"]
     by_worker = await call_ok(a, "engine::functions::list", {"worker": "beta"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -25,7 +27,7 @@ def path(ref, direction=None):
 
 
 async def read_all(reader):
-    items = []
+    items: list[tuple[str, Any]] = []
     while True:
         kind, payload = await reader.next_event()
         if kind == "close":

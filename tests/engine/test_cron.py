@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import queue
 import threading
-from typing import Any
+from typing import Any, Optional
 
 import anyio
 import pytest
@@ -19,6 +19,7 @@ import iii
 from iii import IIIInvocationError
 from iii.testing import EngineThread, ManualClock
 from iii.testing._workers.cron_schedule import CronError, CronSchedule, rfc3339
+from iii_protocol._json import JSONObject
 
 
 def opts(**kw: Any) -> iii.InitOptions:
@@ -35,8 +36,8 @@ UTC = datetime.timezone.utc
 NOON = datetime.datetime(2026, 1, 1, 12, 0, 0, 250000, tzinfo=UTC).timestamp()
 
 
-def at(*args: int) -> float:
-    return datetime.datetime(*args, tzinfo=UTC).timestamp()
+def at(year: int, month: int, day: int, hour: int, minute: int, second: int) -> float:
+    return datetime.datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
 def upcoming(expression: str, start: float = NOON, count: int = 3) -> list[str]:
@@ -216,16 +217,25 @@ def test_rfc3339_prints_like_the_engine():
 # -- bindings on the engine --------------------------------------------------------------
 
 
-def wait_sleeping(engine: EngineThread, job_id: str, runs: int = 0) -> dict[str, Any]:
-    """The job once it sleeps until its next time (after ``runs`` runs)."""
+def wait_sleeping(engine: EngineThread, job_id: Optional[str], runs: int = 0) -> dict[str, Any]:
+    """The job once it sleeps until its next time (after ``runs`` runs).
 
-    def find() -> Any:
+    ``job_id`` is a ``Trigger.id``: typed optional, always set on a registered trigger.
+    """
+    assert job_id is not None
+
+    def find() -> Optional[JSONObject]:
         for job in engine.cron_jobs():
-            if job["id"] == job_id and job["next_run"] and job["runs"] + job["skipped"] >= runs:
+            if job["id"] != job_id or not job["next_run"]:
+                continue
+            done, skipped = job["runs"], job["skipped"]
+            assert isinstance(done, int) and isinstance(skipped, int), job
+            if done + skipped >= runs:
                 return job
         return None
 
-    return engine.wait_for(find, timeout=10)
+    job: dict[str, Any] = engine.wait_for(find, timeout=10)
+    return job
 
 
 class Calls:

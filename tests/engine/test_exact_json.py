@@ -92,7 +92,8 @@ async def test_the_transcript_and_builtins_keep_wide_integers(anyio_backend):
         assert result["result"] == {"back": -(2**70)}
         # The transcript renders what was on the wire, exactly.
         routed = engine.frames(provider.worker_id, direction="out", type="invokefunction")
-        assert routed[-1]["data"]["n"] == 10**25
+        data = routed[-1]["data"]
+        assert isinstance(data, dict) and data["n"] == 10**25
         # Engine builtins see the exact value too (baggage/log echo nothing back,
         # but a durable binding's config is stored and listed).
         out = await caller.call(

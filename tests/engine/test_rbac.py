@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from iii.testing import RbacConfig
+from iii.testing import Engine, RbacConfig
 
 from .conftest import own_engine
 from .wsclient import UUID4, Peer, RawClient, new_id, settle
@@ -24,6 +24,12 @@ RBAC = {
 }
 
 
+def rbac_url(eng: Engine) -> str:
+    """The RBAC listener's URL (the engine was started with one)."""
+    assert eng.rbac_url is not None
+    return eng.rbac_url
+
+
 @asynccontextmanager
 async def rbac_engine(**extra):
     async with own_engine(rbac=dict(RBAC, **extra)) as eng:
@@ -35,7 +41,7 @@ async def rbac_engine(**extra):
 
 async def connect(eng, auth, result, *, path="/", headers=None):
     """Open an RBAC connection; the auth worker answers with ``result``."""
-    client = await RawClient.connect(eng.rbac_url, path, headers=headers)
+    client = await RawClient.connect(rbac_url(eng), path, headers=headers)
     request = await auth.recv_type("invokefunction")
     assert request["function_id"] == "auth::check"
     if isinstance(result, dict) and "error" in result and set(result) == {"error"}:
@@ -195,7 +201,7 @@ async def test_auth_failures_send_auth_error_and_close(answer, reason):
 
 async def test_missing_auth_function_is_an_auth_error():
     async with own_engine(rbac={"auth_function_id": "auth::missing"}) as eng:
-        client = await RawClient.connect(eng.rbac_url)
+        client = await RawClient.connect(rbac_url(eng))
         frame = await client.recv()
         assert frame["error"]["code"] == "AUTH_ERROR"
         assert "function_not_found" in frame["error"]["message"]
@@ -205,7 +211,7 @@ async def test_rbac_listener_without_auth_function():
     config = RbacConfig.from_mapping({"expose_functions": ['match("open::*")']})
     async with own_engine(rbac=config) as eng:
         backend = await provider(eng, "open::fn", "closed::fn")
-        peer = await Peer.join(eng.rbac_url, "anon")
+        peer = await Peer.join(rbac_url(eng), "anon")
         await peer.send({"type": "registertriggertype", "id": "t", "description": ""})
         await peer.register("anon::fn")
         await settle(peer)

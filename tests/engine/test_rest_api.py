@@ -3,6 +3,7 @@ served by a real HTTP server, requested here with the standard library's client.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import os
@@ -68,6 +69,7 @@ def send(
     own = conn is None
     if conn is None:
         parts = urllib.parse.urlsplit(base)
+        assert parts.hostname is not None, base
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -91,6 +93,7 @@ def route(engine: EngineThread, w: iii.III, function_id: str, **config: Any) -> 
     trigger = w.register_trigger(
         {"type": "http", "function_id": function_id, "config": config, "metadata": metadata}
     )
+    assert trigger.id is not None  # always set on a registered trigger
     engine.wait_for_binding(trigger.id, acked=True)
     return trigger
 
@@ -242,7 +245,12 @@ def test_the_request_shape_and_the_response(iii_engine, worker):
 
 def test_unknown_routes_methods_head_and_options(iii_engine, worker):
     calls: list[str] = []
-    worker.register_function("items::get", lambda d: calls.append(d["method"]) or {"body": "ok"})
+
+    def get_item(data: dict[str, Any]) -> dict[str, Any]:
+        calls.append(data["method"])
+        return {"body": "ok"}
+
+    worker.register_function("items::get", get_item)
     route(iii_engine, worker, "items::get", api_path="/items/:id")  # GET by default
     route(iii_engine, worker, "items::get", api_path="/items/:id", http_method="delete")
     base = iii_engine.http_url
@@ -456,7 +464,12 @@ def test_middleware_global_then_per_route(iii_engine, worker):
     worker.register_function("mw::second", middleware("second", {"action": "continue"}))
     worker.register_function("mw::auth", middleware("auth", auth))
     worker.register_function("mw::odd", middleware("odd", {"action": "dance"}))
-    worker.register_function("api::secret", lambda d: order.append("handler") or {"body": 7})
+
+    def secret(data: dict[str, Any]) -> dict[str, Any]:
+        order.append("handler")
+        return {"body": 7}
+
+    worker.register_function("api::secret", secret)
     route(
         iii_engine,
         worker,
@@ -495,7 +508,12 @@ def test_a_stuck_middleware_runs_into_the_request_timeout(iii_engine, worker):
     release = threading.Event()
     called: list[str] = []
     worker.register_function("mw::stuck", lambda d: release.wait(20) and {"action": "continue"})
-    worker.register_function("api::behind", lambda d: called.append("x") or {"body": "never"})
+
+    def behind(data: dict[str, Any]) -> dict[str, Any]:
+        called.append("x")
+        return {"body": "never"}
+
+    worker.register_function("api::behind", behind)
     route(iii_engine, worker, "api::behind", api_path="/behind")
     box: list[Reply] = []
     client = threading.Thread(
@@ -672,7 +690,7 @@ def test_async_workers_serve_and_stream_routes(iii_engine, backend):
             ]
             for trigger in triggers:
                 await anyio.to_thread.run_sync(
-                    lambda t=trigger: iii_engine.wait_for_binding(t.id, acked=True)
+                    functools.partial(iii_engine.wait_for_binding, trigger.id, acked=True)
                 )
             hello_reply = await anyio.to_thread.run_sync(
                 send, iii_engine.http_url, "GET", f"/hello?who={backend}"
@@ -802,6 +820,7 @@ def test_the_cli_defaults_to_the_engines_http_port():
 def raw_exchange(base: str, data: bytes, *, until: bytes = b"\r\n\r\n") -> bytes:
     """Send raw bytes; read until ``until`` has arrived (or the server closes)."""
     parts = urllib.parse.urlsplit(base)
+    assert parts.port is not None, base
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
         sock.sendall(data)
         got = b""

@@ -334,7 +334,8 @@ async def test_enqueue_of_a_missing_function_is_retried_then_dead_lettered():
         dead = eng.dead_letters()[0]
         assert dead["messageReceiptId"] == receipt
         assert dead["attempts"] == 3
-        assert dead["error"]["code"] == "function_not_found"
+        error = dead["error"]
+        assert isinstance(error, dict) and error["code"] == "function_not_found"
 
 
 async def test_enqueue_waits_for_a_function_registered_later():

@@ -180,7 +180,7 @@ async def test_frames_pipelined_with_the_upgrade_request_are_read(engine):
     ping = helper.send(Message(data='{"type":"ping"}'))
     stream = await anyio.connect_tcp("127.0.0.1", engine.port)
     await stream.send(upgrade + ping)
-    texts = []
+    texts: list[str] = []
     with anyio.fail_after(5):
         while len(texts) < 2:
             client.receive_data(await stream.receive())

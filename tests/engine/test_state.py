@@ -3,6 +3,8 @@ wire (raw frames), as the real engine's ``iii-state`` with its in-memory store."
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -479,7 +481,7 @@ async def test_state_trigger_condition_function(engine):
     await bind(watcher, "w::failing_cond", {"condition_function_id": "cond::missing"})
 
     async def answer_conditions_and_collect(n_conditions, n_handlers):
-        handled = []
+        handled: list[dict[str, Any]] = []
         conditions = 0
         while conditions < n_conditions or len(handled) < n_handlers:
             frame = await watcher.recv_type("invokefunction")

@@ -5,6 +5,7 @@ the real engine's ``iii-stream`` with its in-memory store."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -201,7 +202,8 @@ async def test_stream_trigger_condition(engine):
     await ok(app, "stream::set", item(stream="s", data=1))
     await ok(app, "stream::set", item(stream="s", data=2))
     # The condition passes creates only: the update's handler call never comes.
-    conditions, handled = 0, []
+    conditions = 0
+    handled: list[dict[str, Any]] = []
     while conditions < 2 or not handled:
         frame = await watcher.recv_type("invokefunction")
         if frame["function_id"] == "cond::creates":

@@ -61,6 +61,7 @@ def test_engine_thread_serves_and_exposes_controls():
         assert eng.call(lambda: eng.engine.port) == eng.port
         stats = eng.stats()
         assert stats["generation"] == 1
+    assert eng._thread is not None
     assert not eng._thread.is_alive()
     eng.stop()  # idempotent
 
@@ -68,7 +69,7 @@ def test_engine_thread_serves_and_exposes_controls():
 def test_engine_thread_is_a_daemon_thread():
     eng = EngineThread().start()
     try:
-        assert eng._thread.daemon
+        assert eng._thread is not None and eng._thread.daemon
         assert eng._thread is not threading.current_thread()
     finally:
         eng.stop()

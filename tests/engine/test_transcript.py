@@ -29,7 +29,8 @@ async def test_the_transcript_keeps_the_last_entries():
         assert len(entries) == 50
         stats = engine.stats()
         assert stats["transcript_entries"] == 50
-        assert stats["transcript_discarded"] >= 400 - 50
+        discarded = stats["transcript_discarded"]
+        assert isinstance(discarded, int) and discarded >= 400 - 50
         # The newest entries survive: the settle ping's pong is the last one.
         assert entries[-1]["frame"] == {"type": "pong"}
         assert all(e["conn"] == peer.worker_id for e in entries)
@@ -46,7 +47,8 @@ async def test_the_default_limit_bounds_a_long_run():
         await settle(peer)
         stats = engine.stats()
         assert stats["transcript_entries"] == DEFAULT_TRANSCRIPT_LIMIT
-        assert stats["transcript_discarded"] > 200
+        discarded = stats["transcript_discarded"]
+        assert isinstance(discarded, int) and discarded > 200
         assert len(engine.transcript()) == DEFAULT_TRANSCRIPT_LIMIT
 
 

@@ -12,7 +12,7 @@ import anyio
 import attrs
 import pytest
 
-from iii.testing import EngineThread, EngineWorker, ManualClock
+from iii.testing import Engine, EngineThread, EngineWorker, ManualClock
 from iii.testing.__main__ import _module_settings, _parser, main
 from iii.testing._api import (
     JSON,
@@ -131,7 +131,7 @@ class Shout(EngineWorker):
         return f"shout:{path}", serve
 
 
-def ticker(engine) -> Ticker:  # type: ignore[no-untyped-def]
+def ticker(engine: Engine) -> Ticker:
     module = engine.module("ticker")
     assert isinstance(module, Ticker)
     return module

@@ -11,7 +11,7 @@ import os
 import urllib.parse
 import uuid
 from collections import deque
-from typing import Any, Optional, Union
+from typing import Any, Optional, TypeVar, Union
 
 import anyio
 import anyio.abc
@@ -34,6 +34,7 @@ from iii_protocol._json import dumps as json_dumps
 from iii_protocol._json import loads as json_loads
 
 Event = tuple[str, Any]
+_Client = TypeVar("_Client", bound="RawClient")
 
 #: Every client still open; the ``engine`` fixture closes them at teardown.
 OPEN_CLIENTS: list[RawClient] = []
@@ -78,13 +79,13 @@ class RawClient:
 
     @classmethod
     async def connect(
-        cls,
+        cls: type[_Client],
         url: str,
         path: str = "/",
         *,
         headers: Optional[list[tuple[bytes, bytes]]] = None,
         extensions: Optional[list[Any]] = None,
-    ) -> RawClient:
+    ) -> _Client:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or "127.0.0.1"
         port = parts.port or 80
@@ -217,8 +218,10 @@ class RawClient:
             kind, payload = await self.next_event(timeout)
             if kind == "text":
                 frame = json_loads(payload)
+                if not isinstance(frame, dict):
+                    raise AssertionError(f"a frame that is not a JSON object: {payload[:80]!r}")
                 self.frames.append(frame)
-                return frame  # type: ignore[no-any-return]
+                return frame
             if kind in ("close", "eof"):
                 raise Closed(payload if kind == "close" else None)
             if kind == "binary":
@@ -272,7 +275,7 @@ class Peer(RawClient):
         **extra: Any,
     ) -> Peer:
         """Connect, read ``workerregistered``, and announce (unless told not to)."""
-        peer: Peer = await cls.connect(url, headers=headers)  # type: ignore[assignment]
+        peer = await cls.connect(url, headers=headers)
         first = await peer.recv()
         assert first["type"] == "workerregistered", first
         peer.worker_id = first["worker_id"]

@@ -430,7 +430,9 @@ def test_uuid_payload_is_written_as_a_string_on_both_paths() -> None:
 
 def test_channel_ref_inside_a_payload_is_written_as_its_object() -> None:
     ref = StreamChannelRef(channel_id="c1", access_key="k1", direction="read")
-    text = encode_frame(InvokeFunction(function_id="f", data={"r": ref, "all": [ref]}))
+    # Not JSON-typed: the encoder writes an SDK value by its _payload_form().
+    payload: Any = {"r": ref, "all": [ref]}
+    text = encode_frame(InvokeFunction(function_id="f", data=payload))
     expected = {"channel_id": "c1", "access_key": "k1", "direction": "read"}
     assert json.loads(text)["data"] == {"r": expected, "all": [expected]}
 

@@ -28,6 +28,7 @@ from iii_protocol import (
     InvocationError,
     InvocationResult,
     InvokeFunction,
+    JSONObject,
     LocalProtocolError,
     PayloadError,
     PayloadTooLarge,
@@ -1966,7 +1967,7 @@ def test_a_cancelled_held_call_is_not_sent(make: MakePair) -> None:
 def test_invocations_say_whether_they_can_hold_channel_refs(make: MakePair) -> None:
     pair, _ = connected(make)
     pair.conn.register_function(RegisterFunction(id="f"))
-    ref = {"channel_id": "c", "access_key": "k", "direction": "read"}
+    ref: JSONObject = {"channel_id": "c", "access_key": "k", "direction": "read"}
     pair.send(InvokeFunction(function_id="f", data={"in": [ref]}, invocation_id="in-1"))
     pair.send(InvokeFunction(function_id="f", data={"channel": "id"}, invocation_id="in-2"))
     events = [e for e in pair.new_events() if isinstance(e, InvocationRequested)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import AnyStr
 
 import pytest
 from wsproto import ConnectionType, WSConnection
@@ -28,7 +29,7 @@ def _open(limit: int = LIMIT) -> tuple[Framing, WSConnection]:
     return framing, server
 
 
-def _message(server: WSConnection, data: str | bytes, *parts: int) -> bytes:
+def _message(server: WSConnection, data: AnyStr, *parts: int) -> bytes:
     """``data`` as one message, split at ``parts`` into continuation frames."""
     cuts = [0, *parts, len(data)]
     return b"".join(

@@ -16,6 +16,7 @@ from iii_protocol import (
     Config,
     Connection,
     ConnectionState,
+    InvocationResult,
     InvokeFunction,
     RegisterFunction,
     RemoteProtocolError,
@@ -142,7 +143,7 @@ def test_an_invocation_id_reused_while_its_orphan_runs_is_rejected() -> None:
     assert str(event.error) == "invocation in-1 is already running"
     assert conn.send_result("in-1", "f", "old") is False  # the orphan's answer goes nowhere
     pair.pump()
-    assert [f for f in engine.frames if f.TYPE == "invocationresult"] == []
+    assert [f for f in engine.frames if isinstance(f, InvocationResult)] == []
 
 
 # -- properties with the public strategies ------------------------------------------

@@ -169,7 +169,8 @@ def test_any_input_sequence_only_follows_the_table(events: list[ConnectionInput]
             assert (*before, event) not in PHASES
             assert (sm.state, sm.socket) == before
         else:
-            new = PHASES[(*before, event)]
+            key = (*before, event)  # (in brackets mypy takes it for 3.11-only d[*a, b])
+            new = PHASES[key]
             assert old is (None if new is None else before[0])
             assert (sm.state, sm.socket) == (before if new is None else new)
         assert (sm.state, sm.socket) in COHERENT

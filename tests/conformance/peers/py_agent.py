@@ -206,7 +206,8 @@ class Agent:
         if LEGACY:
             from iii import HttpInvocationConfig
         else:
-            from iii_helpers.http import HttpInvocationConfig
+            # mypy checks this agent against our iii; 0.25's helper package is not ours.
+            from iii_helpers.http import HttpInvocationConfig  # type: ignore[import-not-found,no-redef]
         config = HttpInvocationConfig(
             url=cmd["url"],
             method=cmd.get("method", "POST"),
@@ -247,7 +248,7 @@ class Agent:
         agent = self
         type_id = cmd["trigger_type"]
 
-        class Provider(TriggerHandler):  # type: ignore[misc]
+        class Provider(TriggerHandler[Any]):
             async def register_trigger(self, config: Any) -> None:
                 agent.bindings[config.id] = config
                 emit(
@@ -394,7 +395,7 @@ class Agent:
         def note(op: str, data: Any) -> None:
             emit({"event": "stream_op", "stream": stream_name, "op": op, "data": plain(data)})
 
-        class MemoryStream(IStream):  # type: ignore[misc,type-arg]
+        class MemoryStream(IStream[Any]):
             async def get(self, input: Any) -> Any:
                 note("get", input)
                 return items.get((input.group_id, input.item_id))

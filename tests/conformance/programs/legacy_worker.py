@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import Any
 
 from iii import (
     IIIInvocationError,
@@ -69,15 +70,15 @@ except IIIInvocationError as exc:
     print("nothing:", exc.code)
 
 bound = threading.Event()
-seen = []
+seen: list[tuple[str, Any, Any]] = []
 
 
-class Watcher(TriggerHandler):
-    async def register_trigger(self, config: TriggerConfig) -> None:
+class Watcher(TriggerHandler[Any]):
+    async def register_trigger(self, config: TriggerConfig[Any]) -> None:
         seen.append((config.function_id, config.config, config.metadata))
         bound.set()
 
-    async def unregister_trigger(self, config: TriggerConfig) -> None:
+    async def unregister_trigger(self, config: TriggerConfig[Any]) -> None:
         pass
 
 

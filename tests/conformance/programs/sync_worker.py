@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import Any
 
 from iii import (
     IIIClient,
@@ -34,7 +35,7 @@ def wait_listed(*function_ids):
     raise RuntimeError(f"never listed: {function_ids}")
 
 noted = threading.Event()
-seen = []
+seen: list[Any] = []
 
 
 def add(data):

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import warnings
+from typing import Any
 
 from iii import InitOptions, register_worker
 from iii.helpers import create_channel
@@ -36,22 +37,22 @@ def wait_listed(*function_ids):
 
 bound = threading.Event()
 unbound = threading.Event()
-bindings = {}
+bindings: dict[str, TriggerConfig[Any]] = {}
 
 
-class Ticker(TriggerHandler):
-    async def register_trigger(self, config: TriggerConfig) -> None:
+class Ticker(TriggerHandler[Any]):
+    async def register_trigger(self, config: TriggerConfig[Any]) -> None:
         bindings[config.id] = config
         bound.set()
 
-    async def unregister_trigger(self, config: TriggerConfig) -> None:
+    async def unregister_trigger(self, config: TriggerConfig[Any]) -> None:
         bindings.pop(config.id, None)
         unbound.set()
 
 
 async def consume(data):
     reader = data["reader"]
-    messages = []
+    messages: list[str] = []
     reader.on_message(messages.append)
     body = await reader.read_all()
     return {"tick": data["tick"], "text": body.decode(), "messages": messages}
@@ -68,7 +69,7 @@ config = next(iter(bindings.values()))
 print("binding:", config.function_id, config.config)
 
 channel = create_channel(worker)
-answer = {}
+answer: dict[str, Any] = {}
 
 
 def fire():

@@ -1,0 +1,138 @@
+"""When a program that made a worker ends (iii/_lifecycle.py).
+
+A worker program (it registered functions and did not shut down) keeps
+serving after its last line until ``shutdown()`` or Ctrl-C; a script that
+only made calls, one that shut its worker down, and one that died of an
+uncaught exception end at once.  Each runs as a child process; the tests
+wait on its output and its exit, never on a clock.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import iii
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+#: CPython 3.12.0 and 3.12.1 refuse to start a thread once the main thread has
+#: ended (3.12.2 lifted that, gh-113964): a call that needs a new handler
+#: thread is answered with a failure naming that, never lost.
+NO_THREADS_AFTER_MAIN = (3, 12, 0) <= sys.version_info[:3] < (3, 12, 2)
+
+
+def _start(url: str, body: str) -> subprocess.Popen[str]:
+    code = f"import iii\nworker = iii.register_worker({url!r})\n" + textwrap.dedent(body)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def test_a_script_that_only_calls_ends_at_its_last_line(iii_engine):
+    with iii.register_worker(iii_engine.url) as server:
+        server.register_function("exit::double", lambda d: d * 2)
+        iii_engine.wait_for_function("exit::double")
+        proc = _start(
+            iii_engine.url,
+            """
+            print(worker.trigger({"function_id": "exit::double", "payload": 21}), flush=True)
+            """,
+        )
+        code, out, err = _finish(proc)
+    assert code == 0, err
+    assert out.split() == ["42"]
+
+
+def test_a_worker_program_serves_after_its_last_line_until_ctrl_c(iii_engine):
+    proc = _start(
+        iii_engine.url,
+        """
+        worker.register_function("exit::greet", lambda d: f"hello {d}")
+        print("last line", flush=True)
+        """,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "last line\n"
+        iii_engine.wait_for_function("exit::greet")
+        with iii.register_worker(iii_engine.url) as caller:
+            # Answered after the program's last line ran: it is still serving.
+            request = {"function_id": "exit::greet", "payload": "ada"}
+            if NO_THREADS_AFTER_MAIN:
+                with pytest.raises(iii.IIIInvocationError, match="no thread could be started"):
+                    caller.trigger(request)
+            else:
+                assert caller.trigger(request) == "hello ada"
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGINT)
+            code, _, err = _finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, err
+    assert "KeyboardInterrupt" not in err  # a graceful stop, not a traceback
+    iii_engine.wait_for(
+        lambda: not any(f["function_id"] == "exit::greet" for f in iii_engine.functions())
+    )
+
+
+@pytest.mark.skipif(NO_THREADS_AFTER_MAIN, reason="no new threads after the main thread ends")
+def test_a_handler_may_end_a_worker_program(iii_engine):
+    proc = _start(
+        iii_engine.url,
+        """
+        import threading
+
+        def stop(_):
+            threading.Thread(target=worker.shutdown).start()
+            return "bye"
+
+        worker.register_function("exit::stop", stop)
+        """,
+    )
+    iii_engine.wait_for_function("exit::stop")
+    with iii.register_worker(iii_engine.url) as caller:
+        assert caller.trigger({"function_id": "exit::stop", "payload": None}) == "bye"
+    code, _, err = _finish(proc)
+    assert code == 0, err
+
+
+def test_a_program_that_shuts_its_worker_down_ends(iii_engine):
+    proc = _start(
+        iii_engine.url,
+        """
+        worker.register_function("exit::f", lambda d: d)
+        worker.shutdown()
+        print("done", flush=True)
+        """,
+    )
+    code, out, err = _finish(proc)
+    assert code == 0, err
+    assert out == "done\n"
+
+
+def test_an_uncaught_exception_ends_a_worker_program(iii_engine):
+    proc = _start(
+        iii_engine.url,
+        """
+        worker.register_function("exit::f", lambda d: d)
+        raise RuntimeError("boom")
+        """,
+    )
+    code, _, err = _finish(proc)
+    assert code == 1
+    assert "RuntimeError: boom" in err
