@@ -8,6 +8,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from wsproto import events as wse
+from wsproto.connection import ConnectionState as WSState
+
 from iii.testing import EngineThread
 from iii_protocol import events as ev
 from iii_transports.blocking import ThreadTransport
@@ -127,13 +130,13 @@ def silent_but_alive(peer: fe.Peer) -> None:
     peer.register()
     while True:
         event = peer._next_event()
-        if isinstance(event, fe.wse.Ping):
+        if isinstance(event, wse.Ping):
             peer.pings += 1
-            if peer.ws.state is fe.WSState.OPEN:  # not after the client's Close
+            if peer.ws.state is WSState.OPEN:  # not after the client's Close
                 peer.send(peer.ws.send(event.response()))
-        elif isinstance(event, fe.wse.TextMessage):
+        elif isinstance(event, wse.TextMessage):
             peer.messages.append(event.data)
-        elif isinstance(event, fe.wse.CloseConnection):
+        elif isinstance(event, wse.CloseConnection):
             peer.drain()
             return
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+from wsproto import events as wse
+
 from iii_protocol import events as ev
 
 from . import fake_engine as fe
@@ -18,7 +20,7 @@ def stop_reading_keep_talking(peer: fe.Peer) -> None:
     """Handshake, greet, then read nothing and send a ping every 50 ms."""
     peer.register()
     while not peer.server.stopping.is_set():
-        peer.send(peer.ws.send(fe.wse.Ping(b"alive")))
+        peer.send(peer.ws.send(wse.Ping(b"alive")))
         peer.pings += 1
         time.sleep(0.05)
 
