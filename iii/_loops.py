@@ -17,7 +17,6 @@ loop's own shutdown and answer with that cancellation.
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextvars
 import functools
 import logging
@@ -25,9 +24,12 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from ._waiters import AsyncWaiter, Outcome
+
+if TYPE_CHECKING:  # imported where a loop is made or found: threads need none
+    import asyncio
 
 __all__ = ["Job", "Gate", "Host", "AsyncioHost", "TrioHost", "PrivateLoop", "running_host"]
 
@@ -330,6 +332,8 @@ def _eager_starter(loop: asyncio.AbstractEventLoop) -> TaskStarter:
     task factory (the app's choice) or one whose ``call_soon`` cannot be
     stood in for (uvloop) gets plain ``create_task``.
     """
+    import asyncio
+
     if loop.get_task_factory() is not None:
         return _plain(loop)
     if sys.version_info >= (3, 12):
@@ -430,6 +434,8 @@ class AsyncioHost(Host):
             loop.create_task(self._watch(self._sentinel), name="iii: watch the loop's end")
 
     async def _watch(self, stop: asyncio.Future[None]) -> None:
+        import asyncio
+
         try:
             await stop
         except asyncio.CancelledError:
@@ -675,6 +681,8 @@ class PrivateLoop:
             return self.host
 
     def _serve_asyncio(self, ready: threading.Event) -> None:
+        import asyncio
+
         loop = asyncio.new_event_loop()
         host = AsyncioHost(loop, self._limit, flush=self._flush, on_gone=_drop_jobs)
 
@@ -739,8 +747,8 @@ def running_host(
     nursery: Any = None,
 ) -> Optional[Host]:
     """A host for the asyncio loop or trio run running in this thread, or None."""
-    import sys
-
+    # Neither imported: nothing can be running (and importing them would cost
+    # every thread-only program their import time).
     if "trio" in sys.modules:
         import trio
 
@@ -750,6 +758,10 @@ def running_host(
             pass
         else:
             return TrioHost(limit, flush=flush, on_gone=on_gone, nursery=nursery, watch=watch)
+    if "asyncio" not in sys.modules:
+        return None
+    import asyncio
+
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

@@ -14,16 +14,18 @@ waits depends on where the owner is:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Optional, Protocol, TypeVar
 
 import sniffio
 
 from iii_protocol import events as ev
+
+if TYPE_CHECKING:  # loaded by whoever runs a loop; the thread path never does
+    import asyncio
 
 __all__ = ["Outcome", "Waiter", "AsyncWaiter", "ThreadWaiter", "LoopWaiter", "Cell"]
 
@@ -82,6 +84,8 @@ class LoopWaiter(Generic[T]):
             self._token = trio.lowlevel.current_trio_token()
             self._event = trio.Event()
         else:
+            import asyncio
+
             self._loop = asyncio.get_running_loop()
             self._future = self._loop.create_future()
 
