@@ -24,16 +24,18 @@ import contextlib
 import logging
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from iii_protocol import Connection, ConnectionState
 from iii_protocol import events as ev
 
 from ._connect import READ_SIZE, client_tls, timed_out
+
+if TYPE_CHECKING:  # imported with the first TLS stream: ws:// needs none of it
+    import ssl
 
 __all__ = ["BlockingStream", "ThreadTransport", "open_stream"]
 
@@ -66,17 +68,21 @@ class BlockingStream:
         # Seconds a non-blocking send may wait for room (None: the socket blocks).
         self._stall: Optional[float] = None
         self._lock = threading.Lock()
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._tls = (
-            None
-            if tls is None
-            else tls.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
-        )
+        self._tls: Optional[ssl.SSLObject] = None
+        if tls is not None:
+            import ssl
+
+            self._incoming = ssl.MemoryBIO()
+            self._outgoing = ssl.MemoryBIO()
+            self._tls = tls.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
 
     def handshake(self, deadline: Optional[float] = None) -> None:
         """The TLS handshake, if any, by ``deadline`` (``time.monotonic()``)."""
-        while self._tls is not None:
+        if self._tls is None:
+            return
+        import ssl
+
+        while True:
             try:
                 self._tls.do_handshake()
                 done = True
@@ -109,7 +115,7 @@ class BlockingStream:
 
     def has_output(self) -> bool:
         """Whether TLS has records to send that a read produced."""
-        return self._outgoing.pending > 0
+        return self._tls is not None and self._outgoing.pending > 0
 
     def send(self, data: bytes) -> None:
         """Send ``data`` (and any TLS records a read produced), all of it."""
@@ -151,6 +157,8 @@ class BlockingStream:
             return None
         if self._tls is None:
             return data
+        import ssl
+
         plain: list[bytes] = []
         with self._lock:
             if data:

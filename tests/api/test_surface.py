@@ -110,13 +110,15 @@ def test_import_iii_is_light():
 
 def test_the_thread_path_loads_no_event_loop_library(iii_engine):
     """``register_worker`` with no loop running: importing it loads no event
-    loop library, and serving sync and async handlers loads neither anyio
-    nor trio (async handlers run on a private asyncio loop)."""
+    loop library (nor ssl, nor wsproto before a connection), and serving sync
+    and async handlers loads neither anyio nor trio (async handlers run on a
+    private asyncio loop)."""
     code = f"""
 import json, sys
 from iii import register_worker, InitOptions
+light = ("asyncio", "anyio", "trio", "ssl", "wsproto", "iii.channels", "iii_transports.anyio")
+at_import = [m for m in light if m in sys.modules]
 watched = ("asyncio", "anyio", "trio", "iii.channels", "iii_transports.anyio")
-at_import = [m for m in watched if m in sys.modules]
 with register_worker({iii_engine.url!r}, InitOptions(worker_name="thread-path")) as worker:
     worker.register_function("thread-path::sync", lambda data: data + 1)
     async def plus_two(data):
