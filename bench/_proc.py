@@ -116,7 +116,12 @@ CANDIDATES = {
         Candidate("floor-json", "floor (asyncio, stdlib json)", "floor", ("--json", "stdlib")),
         Candidate("floor-trio", "floor (trio, orjson)", "floor", ("--runtime", "trio")),
         Candidate("ours", "ours (asyncio)", "ours", ("--runtime", "asyncio")),
-        Candidate("ours-thread", "ours (threads)", "ours", ("--runtime", "thread")),
+        Candidate(
+            "ours-thread",
+            "ours (threads: register_worker, no loop running)",
+            "ours",
+            ("--runtime", "thread"),
+        ),
         Candidate("ours-trio", "ours (trio)", "ours", ("--runtime", "trio")),
         Candidate(
             "ours-docs",

@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Generic, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, Union
 
 import attrs
 
@@ -35,7 +35,7 @@ from iii_protocol import (
 )
 from iii_protocol.errors import ConnectError, InvocationError
 
-from . import _compat, _invocation, _lifecycle, _otel, channels
+from . import _compat, _invocation, _lifecycle, _otel
 from ._endpoint import Endpoint
 from ._handlers import HandlerSpec, inspect_handler
 from ._invocation import InvocationContext
@@ -43,7 +43,6 @@ from ._registration import Registration
 from ._runtime import Runtime
 from ._session import Session
 from ._thread_runtime import ThreadRuntime
-from .channels import Channel
 from .errors import IIIError, RegistrationRejectedError, WorkerShutdownError
 from .iii_constants import IIIConnectionState
 from .iii_types import (
@@ -60,6 +59,9 @@ from .iii_types import (
     TriggerRequest,
     WorkerInfo,
 )
+
+if TYPE_CHECKING:  # channels (and anyio with them) load on first use
+    from .channels import Channel
 
 __all__ = ["III", "TriggerHandler", "TriggerTypeRef", "register_worker", "register_worker_async"]
 
@@ -613,10 +615,14 @@ class III:
     def create_channel(self, buffer_size: Optional[int] = None) -> Channel:
         """``iii.helpers.create_channel(self, buffer_size)`` as a method: the form the
         official docs use (``worker.create_channel()``)."""
+        from . import channels
+
         return channels.create_channel(self, buffer_size)
 
     async def create_channel_async(self, buffer_size: Optional[int] = None) -> Channel:
         """``create_channel`` for asyncio and trio callers."""
+        from . import channels
+
         return await channels.create_channel_async(self, buffer_size)
 
     def _wait_until_connected(self) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import uuid
 from contextvars import ContextVar
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import attrs
 
 from iii_protocol import events as ev
 
-__all__ = ["InvocationContext", "current_invocation", "scope"]
+__all__ = ["Active", "InvocationContext", "context_for", "current_invocation", "enter", "leave"]
 
 
 @attrs.frozen
@@ -39,28 +39,28 @@ class InvocationContext:
     activation: Optional[dict[str, Any]] = None
 
 
-class _Active:
-    """The running invocation; its ``InvocationContext`` is made on first request
-    (most handlers never ask, and every call pays for this object)."""
+class Active(Protocol):
+    """What ``current_invocation()`` asks: the running job makes its context on request."""
 
-    __slots__ = ("context", "event")
-
-    def __init__(self, event: ev.InvocationRequested) -> None:
-        self.event = event
-        self.context: Optional[InvocationContext] = None
-
-    def get(self) -> InvocationContext:
-        if self.context is None:
-            event = self.event
-            self.context = InvocationContext(
-                function_id=event.function_id,
-                invocation_id=event.invocation_id or str(uuid.uuid4()),
-                caller={"worker_id": event.caller_worker_id} if event.caller_worker_id else None,
-            )
-        return self.context
+    def get(self) -> InvocationContext: ...
 
 
-_CURRENT: ContextVar[Optional[_Active]] = ContextVar("iii_current_invocation", default=None)
+def context_for(event: ev.InvocationRequested) -> InvocationContext:
+    """The ``InvocationContext`` of ``event`` (made on first request: most
+    handlers never ask, and every call would pay for it)."""
+    return InvocationContext(
+        function_id=event.function_id,
+        invocation_id=event.invocation_id or str(uuid.uuid4()),
+        caller={"worker_id": event.caller_worker_id} if event.caller_worker_id else None,
+    )
+
+
+_CURRENT: ContextVar[Optional[Active]] = ContextVar("iii_current_invocation", default=None)
+
+#: ``token = enter(job)`` where the handler runs (its task or its pool
+#: thread: each has its own context), ``leave(token)`` after it.
+enter = _CURRENT.set
+leave = _CURRENT.reset
 
 
 def current_invocation() -> Optional[InvocationContext]:
@@ -74,18 +74,3 @@ def current_invocation() -> Optional[InvocationContext]:
     """
     active = _CURRENT.get()
     return None if active is None else active.get()
-
-
-class scope:
-    """``with scope(event):`` makes ``event`` the current invocation inside."""
-
-    __slots__ = ("_event", "_token")
-
-    def __init__(self, event: ev.InvocationRequested) -> None:
-        self._event = event
-
-    def __enter__(self) -> None:
-        self._token = _CURRENT.set(_Active(self._event))
-
-    def __exit__(self, *exc: object) -> None:
-        _CURRENT.reset(self._token)

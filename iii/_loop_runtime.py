@@ -20,12 +20,11 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
-from iii_protocol import Connection
+from iii_protocol import Connection, ErrorBody
 from iii_transports.anyio import AnyioTransport
 
 from ._loops import Host, Job, running_host
-from ._runtime import RuntimeBase
-from ._session import idle
+from ._runtime import RuntimeBase, send_result
 from ._waiters import AsyncWaiter
 
 if TYPE_CHECKING:
@@ -82,14 +81,33 @@ class LoopRuntime(RuntimeBase):
     def send(self, fn: Callable[[Connection, float], object]) -> None:
         if self.host.on_loop():
             self.command(fn)
-        else:  # a pool thread's answer: no waiting for the loop
+        else:  # a pool thread's: no waiting for the loop
             self.host.post(lambda: self._command_soon(fn))
+
+    def answer(
+        self, invocation_id: str, function_id: str, result: Any, error: Optional[ErrorBody]
+    ) -> None:
+        host = self.host
+        if host.on_loop():
+            send_result(self.conn, invocation_id, function_id, result, error)
+            host.request_flush()
+        else:  # a pool thread's answer: batched with the rest of the loop's turn
+            host.commands.append((invocation_id, function_id, result, error))
+            host.post(self._answer_soon)
+
+    def _answer_soon(self) -> None:
+        commands, self.host.commands = self.host.commands, []
+        conn = self.conn
+        for item in commands:
+            send_result(conn, *item)
+        self.host.request_flush()
 
     def _command_soon(self, fn: Callable[[Connection, float], object]) -> None:
         self.command(fn)
 
     def _flush_soon(self, host: Host) -> None:
-        host.start(self.transport.process)
+        # Whatever this turn queued, the transport's writer task writes at once.
+        self.transport.after_command()
 
     def _spawn_async(self, job: Job) -> None:
         if not self.host.submit(job):
@@ -124,7 +142,7 @@ class LoopRuntime(RuntimeBase):
         if not self.host.on_loop():
             await anyio.to_thread.run_sync(self.shutdown)
             return
-        await self.session.inflight.count.wait_for_async(idle, self.session.grace)
+        await self.session.inflight.wait_idle_async(self.session.grace)
         self._stop_jobs("the worker shut down before the handler finished")
         self.host.cancel_tasks()
         await self.transport.aclose()

@@ -17,15 +17,19 @@ loop's own shutdown and answer with that cancellation.
 from __future__ import annotations
 
 import abc
-import asyncio
+import contextvars
 import functools
 import logging
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from ._waiters import AsyncWaiter, Outcome
+
+if TYPE_CHECKING:  # imported where a loop is made or found: threads need none
+    import asyncio
 
 __all__ = ["Job", "Gate", "Host", "AsyncioHost", "TrioHost", "PrivateLoop", "running_host"]
 
@@ -37,6 +41,10 @@ class Job(Protocol):
 
     is_async: bool
 
+    @property
+    def name(self) -> str:
+        """What the handler's task is called."""
+
     def run(self) -> None: ...
     async def run_async(self) -> None: ...
     def abandon(self, why: str) -> None: ...
@@ -46,46 +54,44 @@ class Gate:
     """At most ``limit`` jobs at once on one loop; the rest wait their turn, in order.
 
     Used from its loop's thread only, so plain counters suffice: no
-    semaphore, no cancel scope, nothing per job but the task itself.  A
+    semaphore, no cancel scope, nothing per job but what runs it.  A
     waiting job starts on the loop turn after a slot frees: when the loop is
     shutting down, the host retires first and the job goes elsewhere.
     """
 
-    __slots__ = ("_defer", "_start", "closed", "limit", "running", "waiting")
+    __slots__ = ("_defer", "_run", "closed", "limit", "running", "waiting")
 
     def __init__(
         self,
         limit: int,
-        start: Callable[[Callable[[], Coroutine[Any, Any, Any]]], None],
+        run: Callable[[Job], None],
         defer: Callable[[Callable[[], None]], None],
     ):
         self.limit = max(1, limit)
         self.running: set[Job] = set()
         self.waiting: deque[Job] = deque()
         self.closed = False
-        self._start = start
+        self._run = run
         self._defer = defer
 
     def submit(self, job: Job) -> None:
         if len(self.running) < self.limit and not self.waiting:
             self.running.add(job)
-            self._start(lambda: self._run(job))
+            self._run(job)
         else:
             self.waiting.append(job)
 
-    async def _run(self, job: Job) -> None:
-        try:
-            await job.run_async()
-        finally:
-            self.running.discard(job)
-            if self.waiting:
-                self._defer(self._next)
+    def finished(self, job: Job) -> None:
+        """``job`` ended (its host calls this): its slot is free."""
+        self.running.discard(job)
+        if self.waiting:
+            self._defer(self._next)
 
     def _next(self) -> None:
         while self.waiting and len(self.running) < self.limit and not self.closed:
             job = self.waiting.popleft()
             self.running.add(job)
-            self._start(functools.partial(self._run, job))
+            self._run(job)
 
     def take_waiting(self) -> list[Job]:
         """Close the gate: nothing more starts; returns the jobs that were waiting."""
@@ -95,21 +101,11 @@ class Gate:
         return waiting
 
 
-class _Mail:
-    """A job for the gate (``portable``: another host may run it) or a callback."""
-
-    __slots__ = ("item", "portable")
-
-    def __init__(self, item: Union[Job, Callable[[], None]], portable: bool) -> None:
-        self.item = item
-        self.portable = portable
-
-
 class Host(abc.ABC):
     """One event loop that runs handler jobs and wakes waiting tasks.
 
     Thread-safe: ``submit``, ``post``, ``on_loop``.  On the loop's thread
-    only: ``request_flush``, ``waiter``, ``start``, ``cancel_tasks``, ``retire``.
+    only: ``request_flush``, ``waiter``, ``cancel_tasks``, ``retire``.
     """
 
     def __init__(
@@ -120,14 +116,17 @@ class Host(abc.ABC):
         on_gone: Callable[[Host, list[Job]], None],
     ) -> None:
         self.thread_id = threading.get_ident()
-        self.gate = Gate(limit, self.start, self._defer)
+        self.gate = Gate(limit, self._run_job, self._defer)
         self._flush = flush
         self._flush_scheduled = False
+        self._draining = False
         #: commands the runtime queued on this loop for its flush (its business)
         self.commands: list[Any] = []
         self._on_gone = on_gone
         self._lock = threading.Lock()
-        self._mail: list[_Mail] = []
+        # The mailbox: jobs (another host may run them) and callbacks.
+        self._jobs: list[Job] = []
+        self._calls: list[Callable[[], None]] = []
         self._scheduled = False
         self.retired = False  # no new jobs (they go to another host)
         self.gone = False  # the loop itself is gone: nothing runs here any more
@@ -143,8 +142,8 @@ class Host(abc.ABC):
         """Run ``callback`` on the loop after this turn (called on the loop)."""
 
     @abc.abstractmethod
-    def start(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Start a task running ``make()`` (on the loop)."""
+    def _run_job(self, job: Job) -> None:
+        """Run ``job.run_async()`` (on the loop); ``gate.finished(job)`` when it ends."""
 
     @abc.abstractmethod
     def waiter(self) -> AsyncWaiter:
@@ -186,59 +185,81 @@ class Host(abc.ABC):
         if self.on_loop() and not self.retired:
             self.gate.submit(job)
             return True
-        return self._send(_Mail(job, True))
-
-    def post(self, callback: Callable[[], None]) -> bool:
-        """Run ``callback`` on the loop soon; False if the loop is gone (it never runs)."""
-        return self._send(_Mail(callback, False))
-
-    def _send(self, mail: _Mail) -> bool:
         with self._lock:
-            if self.gone or (mail.portable and self.retired):
+            if self.retired:  # (gone implies retired)
                 return False
-            self._mail.append(mail)
+            self._jobs.append(job)
             if self._scheduled:
                 return True
             self._scheduled = True
+        self._schedule()
+        return True
+
+    def post(self, callback: Callable[[], None]) -> bool:
+        """Run ``callback`` on the loop soon; False if the loop is gone (it never runs)."""
+        with self._lock:
+            if self.gone:
+                return False
+            self._calls.append(callback)
+            if self._scheduled:
+                return True
+            self._scheduled = True
+        self._schedule()
+        return True
+
+    def _schedule(self) -> None:
         try:
             self._wake(self._drain)
         except RuntimeError:  # closed loop, finished run
             self._lost()
-        return True
 
     def _drain(self) -> None:
+        """Everything posted since the last drain, in one loop callback; what
+        it made the runtime queue is flushed at its end (one write per drain)."""
         with self._lock:
-            mail, self._mail = self._mail, []
+            calls, self._calls = self._calls, []
+            jobs, self._jobs = self._jobs, []
             self._scheduled = False
-        for m in mail:
-            try:
-                if m.portable:
-                    self.gate.submit(m.item)  # type: ignore[arg-type]
-                else:
-                    m.item()  # type: ignore[operator]
-            except Exception:  # never let one item break the loop's callback
-                log.exception("iii: internal error delivering work to an event loop")
+        self._draining = True
+        try:
+            for callback in calls:
+                try:
+                    callback()
+                except Exception:  # never let one item break the loop's callback
+                    log.exception("iii: internal error delivering work to an event loop")
+            submit = self.gate.submit
+            for job in jobs:
+                try:
+                    submit(job)
+                except Exception:
+                    log.exception("iii: internal error delivering work to an event loop")
+        finally:
+            self._draining = False
+        if self._flush_scheduled:
+            self._run_flush()
 
     def _lost(self) -> None:
         """The loop is gone: jobs not started go elsewhere, callbacks are dropped."""
         with self._lock:
             self.gone = self.retired = True
-            mail, self._mail = self._mail, []
+            jobs, self._jobs = self._jobs, []
+            self._calls = []
             self._scheduled = False
-        jobs: list[Job] = [m.item for m in mail if m.portable]  # type: ignore[misc]
         self._on_gone(self, jobs + self.gate.take_waiting())
 
     # -- on the loop -----------------------------------------------------------------
 
     def request_flush(self) -> None:
-        """Have ``flush(host)`` run once at the end of this loop turn."""
+        """Have ``flush(host)`` run once, at the end of this drain or loop turn."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self._defer(self._run_flush)
+            if not self._draining:
+                self._defer(self._run_flush)
 
     def _run_flush(self) -> None:
-        self._flush_scheduled = False
-        self._flush(self)
+        if self._flush_scheduled:
+            self._flush_scheduled = False
+            self._flush(self)
 
     def retire(self) -> None:
         """Take no more jobs: the ones not started yet go to ``on_gone``."""
@@ -246,14 +267,7 @@ class Host(abc.ABC):
             if self.retired:
                 return
             self.retired = True
-            kept: list[_Mail] = []
-            jobs: list[Job] = []
-            for m in self._mail:
-                if m.portable:
-                    jobs.append(m.item)  # type: ignore[arg-type]
-                else:
-                    kept.append(m)
-            self._mail = kept
+            jobs, self._jobs = self._jobs, []
         self._on_gone(self, jobs + self.gate.take_waiting())
 
 
@@ -277,6 +291,94 @@ class _HostWaiter(abc.ABC):
 
 
 # -- asyncio ---------------------------------------------------------------------------
+
+#: A task of ``loop`` running ``coro`` (named ``name``) in ``context``, started
+#: eagerly when the loop allows it.
+TaskStarter = Callable[[Coroutine[Any, Any, Any], str, contextvars.Context], "asyncio.Task[Any]"]
+
+
+class _CaughtStep:
+    """Stands in for ``loop.call_soon`` while a task is made: keeps its first step."""
+
+    __slots__ = ("context", "step")
+
+    def __call__(self, step: Callable[[], None], *args: Any, context: Any = None) -> None:
+        self.step = step
+        self.context = context
+
+
+def _plain(loop: asyncio.AbstractEventLoop) -> TaskStarter:
+    def start(
+        coro: Coroutine[Any, Any, Any], name: str, context: contextvars.Context
+    ) -> asyncio.Task[Any]:
+        if sys.version_info >= (3, 11):
+            return loop.create_task(coro, name=name, context=context)
+        return context.run(loop.create_task, coro, name=name)  # it copies the current one
+
+    return start
+
+
+def _eager_starter(loop: asyncio.AbstractEventLoop) -> TaskStarter:
+    """How this host starts handler tasks: eagerly (Python 3.12's eager tasks,
+    done portably), so a handler that returns without suspending costs no
+    loop turn and no scheduling.
+
+    The first step runs inside ``Task`` (3.12+: ``eager_start``), or, before
+    3.12, right after it: the step ``Task`` schedules is taken from the
+    loop's ``call_soon`` and run at once, with the task as the current task
+    and in the task's own context.  Either way the handler sees exactly what
+    a task sees (``current_task()``, its own contextvars, cancellation), and
+    a handler that suspends simply continues as that task.  A loop with a
+    task factory (the app's choice) or one whose ``call_soon`` cannot be
+    stood in for (uvloop) gets plain ``create_task``.
+    """
+    import asyncio
+
+    if loop.get_task_factory() is not None:
+        return _plain(loop)
+    if sys.version_info >= (3, 12):
+        Task: Any = asyncio.Task
+
+        def eager(
+            coro: Coroutine[Any, Any, Any], name: str, context: contextvars.Context
+        ) -> asyncio.Task[Any]:
+            task: asyncio.Task[Any] = Task(
+                coro, loop=loop, name=name, context=context, eager_start=True
+            )
+            return task
+
+        return eager
+    slots = getattr(loop, "__dict__", None)
+    if slots is None or "call_soon" in slots:
+        return _plain(loop)
+    from asyncio.tasks import _enter_task, _leave_task, current_task
+
+    caught = _CaughtStep()
+
+    def started(
+        coro: Coroutine[Any, Any, Any], name: str, context: contextvars.Context
+    ) -> asyncio.Task[Any]:
+        slots["call_soon"] = caught
+        try:
+            if sys.version_info >= (3, 11):
+                task = asyncio.Task(coro, loop=loop, name=name, context=context)
+            else:  # it copies the current context
+                task = context.run(asyncio.Task, coro, loop=loop, name=name)
+        finally:
+            del slots["call_soon"]
+        step, task_context = caught.step, caught.context
+        del caught.step, caught.context
+        outer = current_task(loop)  # the task that dispatched it, if any
+        if outer is not None:
+            _leave_task(loop, outer)
+        try:
+            task_context.run(step)
+        finally:
+            if outer is not None:
+                _enter_task(loop, outer)
+        return task
+
+    return started
 
 
 class _FutureWaiter(_HostWaiter):
@@ -320,12 +422,20 @@ class AsyncioHost(Host):
             self.thread_id = thread_id
         self.loop = loop
         self.tasks: set[asyncio.Task[Any]] = set()
+        self._task = _eager_starter(loop)
+        # What handler tasks start from: the context where the host was made
+        # (the app's, for a loop the worker was bound to).  Never the context
+        # that happens to be current when one starts: that may be another
+        # handler's (its answer asked for the flush that read this invocation).
+        self._base = contextvars.copy_context()
         self._sentinel: Optional[asyncio.Future[None]] = None
         if watch:
             self._sentinel = loop.create_future()
             loop.create_task(self._watch(self._sentinel), name="iii: watch the loop's end")
 
     async def _watch(self, stop: asyncio.Future[None]) -> None:
+        import asyncio
+
         try:
             await stop
         except asyncio.CancelledError:
@@ -336,19 +446,27 @@ class AsyncioHost(Host):
             self._sentinel.set_result(None)
 
     def _wake(self, callback: Callable[[], None]) -> None:
-        self.loop.call_soon_threadsafe(callback)
+        self.loop.call_soon_threadsafe(callback, context=self._base)
 
     def _running(self) -> bool:
         return self.loop.is_running()  # run_until_complete returned: a plain thread again
 
     def _defer(self, callback: Callable[[], None]) -> None:
-        self.loop.call_soon(callback)
+        self.loop.call_soon(callback, context=self._base)
 
-    def start(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        # A bare task is several times cheaper than an anyio task (no cancel scope).
-        task = self.loop.create_task(make())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def _run_job(self, job: Job) -> None:
+        # Started eagerly: a handler that never suspends is done on return,
+        # with nothing scheduled and nothing to track.
+        task = self._task(job.run_async(), job.name, self._base.copy())
+        if task.done():
+            self.gate.finished(job)
+        else:
+            self.tasks.add(task)
+            task.add_done_callback(functools.partial(self._job_done, job))
+
+    def _job_done(self, job: Job, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        self.gate.finished(job)
 
     def waiter(self) -> _FutureWaiter:
         return _FutureWaiter(self)
@@ -502,18 +620,19 @@ class TrioHost(Host):
             for callback in left:
                 self._defer(callback)
 
-    def start(self, make: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    def _run_job(self, job: Job) -> None:
         import trio
 
         async def scoped() -> None:
             with trio.CancelScope() as scope:
                 self.scopes.add(scope)
                 try:
-                    await make()
+                    await job.run_async()
                 except Exception:  # jobs catch everything; a system task must not raise
                     log.exception("iii: internal error in a handler task")
                 finally:
                     self.scopes.discard(scope)
+                    self.gate.finished(job)
 
         self._spawn(scoped)
 
@@ -547,6 +666,9 @@ class PrivateLoop:
         self.host: Optional[Host] = None
 
     def get(self) -> Host:
+        host = self.host
+        if host is not None:
+            return host
         with self._lock:
             if self.host is None:
                 ready = threading.Event()
@@ -559,6 +681,8 @@ class PrivateLoop:
             return self.host
 
     def _serve_asyncio(self, ready: threading.Event) -> None:
+        import asyncio
+
         loop = asyncio.new_event_loop()
         host = AsyncioHost(loop, self._limit, flush=self._flush, on_gone=_drop_jobs)
 
@@ -623,8 +747,8 @@ def running_host(
     nursery: Any = None,
 ) -> Optional[Host]:
     """A host for the asyncio loop or trio run running in this thread, or None."""
-    import sys
-
+    # Neither imported: nothing can be running (and importing them would cost
+    # every thread-only program their import time).
     if "trio" in sys.modules:
         import trio
 
@@ -634,6 +758,10 @@ def running_host(
             pass
         else:
             return TrioHost(limit, flush=flush, on_gone=on_gone, nursery=nursery, watch=watch)
+    if "asyncio" not in sys.modules:
+        return None
+    import asyncio
+
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

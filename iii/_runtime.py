@@ -21,7 +21,7 @@ import abc
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Optional, Protocol, TypeVar
 
-from iii_protocol import Connection, ErrorBody, TriggerActionEnqueue
+from iii_protocol import Connection, ErrorBody, LocalProtocolError, TriggerActionEnqueue
 from iii_protocol import events as ev
 from iii_protocol.errors import InvocationError
 
@@ -34,7 +34,22 @@ from .iii_types import EnqueueResult
 if TYPE_CHECKING:
     from ._session import Session
 
-__all__ = ["Runtime", "RuntimeBase", "outcome_value"]
+
+def send_result(
+    conn: Connection,
+    invocation_id: str,
+    function_id: str,
+    result: Any,
+    error: Optional[ErrorBody],
+) -> None:
+    """Answer an invocation on the core (under the runtime's command)."""
+    try:  # noqa: SIM105 - a try is cheaper than suppress() on this hot path
+        conn.send_result(invocation_id, function_id, result, error=error)
+    except LocalProtocolError:  # answered already (shutdown answered it first) or never ours
+        pass
+
+
+__all__ = ["Runtime", "RuntimeBase", "outcome_value", "send_result"]
 
 T = TypeVar("T")
 
@@ -53,7 +68,13 @@ class Runtime(Protocol):
         value (or raise its exception); what it queued is written soon."""
 
     def send(self, fn: Callable[[Connection, float], object]) -> None:
-        """``command`` without waiting for it, from any thread (answers, acks)."""
+        """``command`` without waiting for it, from any thread (acks)."""
+
+    def answer(
+        self, invocation_id: str, function_id: str, result: Any, error: Optional[ErrorBody]
+    ) -> None:
+        """Answer an invocation, from any thread, without waiting (batched with
+        the other answers of the same loop turn or read)."""
 
     def spawn(self, job: Job) -> None:
         """Run a handler job (sync: the pool; async: a loop's task)."""
@@ -130,7 +151,9 @@ class RuntimeBase(abc.ABC):
     def on_event(self, event: ev.Event) -> None:
         """The transport's callback: outcomes to their waiters, the rest to the session."""
         kind = type(event)
-        if kind is ev.InvocationSucceeded or kind is ev.InvocationFailed:
+        if kind is ev.InvocationRequested:
+            self.session.on_invocation(event)  # type: ignore[arg-type]
+        elif kind is ev.InvocationSucceeded or kind is ev.InvocationFailed:
             self.complete(event)  # type: ignore[arg-type]
         else:
             self.session.on_event(event)
@@ -176,6 +199,11 @@ class RuntimeBase(abc.ABC):
 
     def send(self, fn: Callable[[Connection, float], object]) -> None:
         self.command(fn)
+
+    def answer(
+        self, invocation_id: str, function_id: str, result: Any, error: Optional[ErrorBody]
+    ) -> None:
+        self.send(lambda conn, now: send_result(conn, invocation_id, function_id, result, error))
 
     def _start_call(self, kwargs: dict[str, Any], waiter: Waiter[Outcome]) -> Optional[str]:
         def start(conn: Connection, now: float) -> Optional[str]:

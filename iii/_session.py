@@ -17,7 +17,6 @@ handler's event loop ends first, ``invocation_stopped``.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import os
@@ -38,7 +37,6 @@ from iii_protocol import (
     ConnectionFailed,
     ConnectionState,
     ErrorBody,
-    LocalProtocolError,
     ReconnectPolicy,
     RegisterTrigger,
 )
@@ -49,14 +47,14 @@ from ._endpoint import Endpoint, handshake_headers
 from ._handlers import HandlerSpec, InvalidInput, to_jsonable
 from ._registration import Registration
 from ._version import __version__
-from ._waiters import Cell, Outcome
+from ._waiters import Cell, LoopWaiter, Outcome, ThreadWaiter, Waiter
 from .errors import RegistrationRejectedError
 from .iii_types import InitOptions, TriggerConfig
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
 
-__all__ = ["Session", "make_config", "error_body", "idle"]
+__all__ = ["Session", "make_config", "error_body"]
 
 log = logging.getLogger("iii")
 
@@ -149,23 +147,12 @@ def error_body(exc: BaseException) -> ErrorBody:
     )
 
 
-def _send_result(
-    conn: Connection,
-    invocation_id: str,
-    function_id: str,
-    result: Any,
-    error: Optional[ErrorBody],
-) -> None:
-    # LocalProtocolError: answered already (shutdown answered it first) or never ours.
-    with contextlib.suppress(LocalProtocolError):
-        conn.send_result(invocation_id, function_id, result, error=error)
-
-
 class _Invocation:
-    """One invocation of a local handler; the job is its own guard (``with self``):
-    whatever ends the handler becomes its one answer."""
+    """One invocation of a local handler: whatever ends the handler becomes
+    its one answer.  It is also what ``current_invocation()`` sees while the
+    handler runs (``get``), so a call costs this one object."""
 
-    __slots__ = ("_otel", "_scope", "answered", "event", "is_async", "session", "spec")
+    __slots__ = ("answered", "context", "event", "is_async", "session", "spec")
 
     def __init__(self, session: Session, event: ev.InvocationRequested, spec: HandlerSpec) -> None:
         self.session = session
@@ -173,73 +160,105 @@ class _Invocation:
         self.spec = spec
         self.is_async = spec.is_async
         self.answered = False
-        self._otel: Any = None
-        self._scope: Optional[_invocation.scope] = None
+        self.context: Optional[_invocation.InvocationContext] = None
+
+    @property
+    def name(self) -> str:
+        return self.event.function_id
+
+    def get(self) -> _invocation.InvocationContext:
+        context = self.context
+        if context is None:
+            context = self.context = _invocation.context_for(self.event)
+        return context
+
+    def _call(self) -> Any:
+        event = self.event
+        spec = self.spec
+        data: Any = event.data
+        if event.may_hold_channel_refs:
+            data = self.session.resolve_channels(data)
+        if spec.input_type is not None:
+            data = spec.convert_input(data)
+        if spec.takes_metadata:
+            return spec.fn(data, metadata=event.metadata)
+        return spec.fn(data)
 
     def run(self) -> None:
-        with self:
-            self._succeed(self.spec.fn(*self._args(), **self._kwargs()))
+        # On a pool thread: the thread's context carries current_invocation()
+        # for the handler's duration.
+        token = _invocation.enter(self)
+        try:
+            otel = self._trace() if self.event.traceparent else None
+            try:
+                self._succeed(self._call())
+            finally:
+                if otel is not None:
+                    otel.__exit__(None, None, None)
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            _invocation.leave(token)
+            self.session.inflight.discard(self)
 
     async def run_async(self) -> None:
-        with self:
-            self._succeed(await self.spec.fn(*self._args(), **self._kwargs()))
+        # In the handler's own task (and its own context).
+        token = _invocation.enter(self)
+        try:
+            otel = self._trace() if self.event.traceparent else None
+            try:
+                self._succeed(await self._call())
+            finally:
+                if otel is not None:
+                    otel.__exit__(None, None, None)
+        except BaseException as exc:
+            self._fail(exc)
+        finally:
+            _invocation.leave(token)
+            self.session.inflight.discard(self)
 
     def abandon(self, why: str) -> None:
         self._answer(None, ErrorBody(code="invocation_stopped", message=why))
         self.session.inflight.discard(self)
 
-    def __enter__(self) -> None:
-        # Entered where the handler runs (its pool thread or its task), so
-        # current_invocation() inside the handler sees this invocation.
+    def _trace(self) -> Any:
         event = self.event
-        if event.traceparent:
-            self._otel = _otel.handler_context(event.traceparent, event.baggage)
-            self._otel.__enter__()
-        self._scope = _invocation.scope(event)
-        self._scope.__enter__()
+        otel = _otel.handler_context(event.traceparent, event.baggage)
+        otel.__enter__()
+        return otel
 
-    def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> bool:
+    def _succeed(self, result: Any) -> None:
+        if type(result) not in _PLAIN:
+            result = to_jsonable(result)
+        self._answer(result, None)
+
+    def _fail(self, exc: BaseException) -> None:
         try:
-            if self._scope is not None:
-                self._scope.__exit__(kind, exc, tb)
-            if self._otel is not None:
-                self._otel.__exit__(kind, exc, tb)
-            if exc is not None and not self.answered:
+            if not self.answered:
                 self._answer(None, error_body(exc))
         except Exception:  # never let the machinery die of a handler
             log.exception("iii: internal error answering %s", self.event.function_id)
-        finally:
-            self.session.inflight.discard(self)
-        return True
-
-    def _args(self) -> tuple[Any, ...]:
-        event = self.event
-        data = event.data
-        if event.may_hold_channel_refs:
-            data = self.session.resolve_channels(data)
-        return (self.spec.convert_input(data),)
-
-    def _kwargs(self) -> dict[str, Any]:
-        return {"metadata": self.event.metadata} if self.spec.takes_metadata else {}
-
-    def _succeed(self, result: Any) -> None:
-        self._answer(to_jsonable(result), None)
 
     def _answer(self, result: Any, error: Optional[ErrorBody]) -> None:
         if self.answered:
             return
         self.answered = True
-        invocation_id = self.event.invocation_id
-        function_id = self.event.function_id
+        event = self.event
+        invocation_id = event.invocation_id
         if invocation_id is None:
             if error is not None:
                 log.error(
-                    "fire-and-forget %s failed: %s: %s", function_id, error.code, error.message
+                    "fire-and-forget %s failed: %s: %s",
+                    event.function_id,
+                    error.code,
+                    error.message,
                 )
             return
-        self.session.runtime.send(
-            lambda conn, now: _send_result(conn, invocation_id, function_id, result, error)
-        )
+        self.session.runtime.answer(invocation_id, event.function_id, result, error)
+
+
+#: Results sent as they are (``to_jsonable`` only converts models).
+_PLAIN = frozenset((dict, list, str, int, float, bool, type(None)))
 
 
 class _ProviderCall:
@@ -262,21 +281,30 @@ class _ProviderCall:
         self.is_async = inspect.iscoroutinefunction(method)
 
     def run(self) -> None:
-        with self:
+        try:
             if inspect.isawaitable(self.method(self.config)):
                 raise TypeError("a sync trigger handler returned an awaitable")
+        except BaseException as exc:
+            self._done(exc)
+        else:
+            self._done(None)
 
     async def run_async(self) -> None:
-        with self:
+        try:
             await self.method(self.config)
+        except BaseException as exc:
+            self._done(exc)
+        else:
+            self._done(None)
+
+    @property
+    def name(self) -> str:
+        return f"trigger provider for {self.config.id}"
 
     def abandon(self, why: str) -> None:
         self.session.inflight.discard(self)  # the engine re-delivers bindings on reconnect
 
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, kind: Any, exc: Optional[BaseException], tb: Any) -> bool:
+    def _done(self, exc: Optional[BaseException]) -> None:
         try:
             if exc is not None:
                 log.warning("trigger handler failed for %s: %s", self.config.id, exc)
@@ -292,41 +320,76 @@ class _ProviderCall:
             log.exception("iii: internal error answering binding %s", self.config.id)
         finally:
             self.session.inflight.discard(self)
-        return True
 
 
 class Inflight:
-    """The jobs running or queued; shutdown waits until there are none."""
+    """The jobs running or queued; shutdown waits until there are none.
 
-    __slots__ = ("_jobs", "count")
+    Touched twice per invocation from any thread: a lock and a set, and a
+    wake-up only when it empties while someone waits.
+    """
+
+    __slots__ = ("_jobs", "_lock", "_waiters")
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._jobs: set[Any] = set()
-        self.count: Cell[int] = Cell(0)
+        self._waiters: list[Waiter[bool]] = []
 
     def add(self, job: Any) -> None:
-        def change(n: int) -> int:
+        with self._lock:
             self._jobs.add(job)
-            return n + 1
-
-        self.count.update(change)
 
     def discard(self, job: Any) -> None:
-        def change(n: int) -> int:
-            if job in self._jobs:
-                self._jobs.remove(job)
-                return n - 1
-            return n
-
-        self.count.update(change)
+        with self._lock:
+            jobs = self._jobs
+            jobs.discard(job)
+            if jobs or not self._waiters:
+                return
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.set(True)
 
     def jobs(self) -> list[Any]:
-        return list(self._jobs)
+        with self._lock:
+            return list(self._jobs)
 
+    def __len__(self) -> int:
+        return len(self._jobs)
 
-def idle(n: int) -> bool:
-    """The test shutdown waits for: ``session.inflight.count.wait_for(idle, grace)``."""
-    return n == 0
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until no job is left; False if ``timeout`` seconds passed first."""
+        waiter = ThreadWaiter[bool]()
+        with self._lock:
+            if not self._jobs:
+                return True
+            self._waiters.append(waiter)
+        try:
+            return waiter.wait(timeout) is not None
+        finally:
+            self._forget(waiter)
+
+    async def wait_idle_async(self, timeout: float) -> bool:
+        """``wait_idle`` for asyncio and trio tasks."""
+        import anyio
+
+        waiter = LoopWaiter[bool]()
+        with self._lock:
+            if not self._jobs:
+                return True
+            self._waiters.append(waiter)
+        try:
+            with anyio.move_on_after(max(timeout, 0.0)):
+                await waiter.wait()
+                return True
+            return False
+        finally:
+            self._forget(waiter)
+
+    def _forget(self, waiter: Waiter[bool]) -> None:
+        with self._lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
 
 # -- the session -----------------------------------------------------------------------
@@ -452,6 +515,13 @@ class Session:
         except Exception:  # never let the transport die of this
             log.exception("iii: internal error handling %s", type(event).__name__)
 
+    def on_invocation(self, event: ev.InvocationRequested) -> None:
+        """An invocation of a local function: its handler starts (or it is refused)."""
+        try:
+            self._on_invocation(event)
+        except Exception:  # never let the transport die of this
+            log.exception("iii: internal error handling an invocation")
+
     def _on_invocation(self, event: ev.InvocationRequested) -> None:
         spec = self.handlers.get(event.function_id)
         if self.closing or spec is None:
@@ -464,10 +534,7 @@ class Session:
                         message=f"Function '{event.function_id}' not found",
                     )
                 )
-                invocation_id, function_id = event.invocation_id, event.function_id
-                self.runtime.send(
-                    lambda conn, now: _send_result(conn, invocation_id, function_id, None, error)
-                )
+                self.runtime.answer(event.invocation_id, event.function_id, None, error)
             return
         job = _Invocation(self, event, spec)
         self.inflight.add(job)

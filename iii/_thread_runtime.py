@@ -26,13 +26,12 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
-from iii_protocol import Connection
+from iii_protocol import Connection, ErrorBody
 from iii_protocol.errors import InvocationError
 from iii_transports.blocking import ThreadTransport
 
 from ._loops import Host, Job, PrivateLoop, TrioHost, running_host
-from ._runtime import RuntimeBase, outcome_value
-from ._session import idle
+from ._runtime import RuntimeBase, outcome_value, send_result
 from ._waiters import AsyncWaiter, LoopWaiter, Outcome, ThreadWaiter
 
 if TYPE_CHECKING:
@@ -93,14 +92,30 @@ class ThreadRuntime(RuntimeBase):
             host.commands.append(fn)
             host.request_flush()
 
+    def answer(
+        self, invocation_id: str, function_id: str, result: Any, error: Optional[ErrorBody]
+    ) -> None:
+        host = self._host_here()
+        if host is None:
+            with self.transport.lock:
+                send_result(self.conn, invocation_id, function_id, result, error)
+            self.transport.process()
+        else:  # answers of one loop turn: one lock, one write
+            host.commands.append((invocation_id, function_id, result, error))
+            host.request_flush()
+
     def _flush(self, host: Host) -> None:
         commands, host.commands = host.commands, []
         if commands:
+            conn = self.conn
             with self.transport.lock:
                 now = self.transport.now()
-                for fn in commands:
+                for item in commands:
                     try:
-                        fn(self.conn, now)
+                        if type(item) is tuple:  # an answer
+                            send_result(conn, *item)
+                        else:
+                            item(conn, now)
                     except Exception:  # answers swallow their own errors; this is a bug
                         log.exception("iii: internal error in a queued command")
         self.transport.process()
@@ -135,10 +150,13 @@ class ThreadRuntime(RuntimeBase):
         return host.waiter() if host is not None else LoopWaiter[Outcome]()
 
     def _call_blocking(self, kwargs: dict[str, Any], timeout: float) -> Any:
-        waiter = ThreadWaiter()
+        waiter = ThreadWaiter[Outcome]()
         invocation_id = self._start_call(kwargs, waiter)
         if invocation_id is None:
             return None
+        # Read the answer on this thread when nobody else is reading: a
+        # sequential caller then costs one round trip and no thread hand-off.
+        self.transport.read_until(waiter.is_set, timeout + _WAIT_SLACK)
         outcome = waiter.wait(timeout + _WAIT_SLACK)
         if outcome is None:  # pragma: no cover - the core times calls out itself
             self._forget(invocation_id)
@@ -153,11 +171,11 @@ class ThreadRuntime(RuntimeBase):
         # On one of the worker's loops the handlers cannot finish while this
         # thread waits for them: no grace there ('await shutdown_async()' gives it).
         if self._host_here() is None:
-            self.session.inflight.count.wait_for(idle, self.session.grace)
+            self.session.inflight.wait_idle(self.session.grace)
         self._close()
 
     async def shutdown_async(self) -> None:
-        await self.session.inflight.count.wait_for_async(idle, self.session.grace)
+        await self.session.inflight.wait_idle_async(self.session.grace)
         self._close()
 
     def _close(self) -> None:

@@ -14,16 +14,18 @@ waits depends on where the owner is:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, Optional, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Optional, Protocol, TypeVar
 
 import sniffio
 
 from iii_protocol import events as ev
+
+if TYPE_CHECKING:  # loaded by whoever runs a loop; the thread path never does
+    import asyncio
 
 __all__ = ["Outcome", "Waiter", "AsyncWaiter", "ThreadWaiter", "LoopWaiter", "Cell"]
 
@@ -41,22 +43,25 @@ class AsyncWaiter(Protocol):
     def wait(self) -> Awaitable[Outcome]: ...
 
 
-class ThreadWaiter:
-    """Blocks one thread until ``set`` (from any thread)."""
+class ThreadWaiter(Generic[T]):
+    """Blocks one thread until ``set`` (from any thread, once)."""
 
     __slots__ = ("_lock", "outcome")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._lock.acquire()
-        self.outcome: Optional[Outcome] = None
+        self.outcome: Optional[T] = None
 
-    def set(self, value: Outcome) -> None:
+    def set(self, value: T) -> None:
         self.outcome = value
         self._lock.release()
 
-    def wait(self, timeout: float) -> Optional[Outcome]:
-        if self._lock.acquire(timeout=min(timeout, threading.TIMEOUT_MAX)):
+    def is_set(self) -> bool:
+        return self.outcome is not None
+
+    def wait(self, timeout: float) -> Optional[T]:
+        if self._lock.acquire(timeout=min(max(timeout, 0.0), threading.TIMEOUT_MAX)):
             return self.outcome
         return None
 
@@ -79,6 +84,8 @@ class LoopWaiter(Generic[T]):
             self._token = trio.lowlevel.current_trio_token()
             self._event = trio.Event()
         else:
+            import asyncio
+
             self._loop = asyncio.get_running_loop()
             self._future = self._loop.create_future()
 

@@ -9,9 +9,8 @@ worker implementing those hooks receives and returns.
 from __future__ import annotations
 
 import enum
-import ssl
 from collections.abc import Callable
-from typing import Any, Generic, Literal, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, Literal, Optional, TypeVar, Union
 
 import attrs
 
@@ -28,6 +27,9 @@ from iii_protocol import (
 from ._models import Model
 from ._registration import Registration, RegistrationState
 from .errors import RegistrationRejectedError
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "AuthInput",

@@ -6,21 +6,8 @@ clocks or event loops: embed it in any I/O framework.
 
 from __future__ import annotations
 
-from ._channel import (
-    CHANNEL_TRANSITIONS,
-    NEED_DATA,
-    ChannelClosed,
-    ChannelConnection,
-    ChannelEnded,
-    ChannelError,
-    ChannelEvent,
-    ChannelInput,
-    ChannelMessage,
-    ChannelOpened,
-    ChannelState,
-    NeedData,
-    channel_address,
-)
+import typing as _typing
+
 from ._codec import decode_frame, encode_frame, from_json_value, to_json_value
 from ._connection import ANNOUNCE_FUNCTION_ID, CALLER_WORKER_ID_KEY, Connection
 from ._frames import (
@@ -73,6 +60,57 @@ from .errors import (
     TransportError,
     UpgradeRefused,
 )
+
+if _typing.TYPE_CHECKING:  # pragma: no cover - names for type checkers
+    from ._channel import (
+        CHANNEL_TRANSITIONS,
+        NEED_DATA,
+        ChannelClosed,
+        ChannelConnection,
+        ChannelEnded,
+        ChannelError,
+        ChannelEvent,
+        ChannelInput,
+        ChannelMessage,
+        ChannelOpened,
+        ChannelState,
+        NeedData,
+        channel_address,
+    )
+
+#: Loaded on first use (with wsproto): only channel ends need them.
+_CHANNEL_NAMES = frozenset(
+    (
+        "CHANNEL_TRANSITIONS",
+        "NEED_DATA",
+        "ChannelClosed",
+        "ChannelConnection",
+        "ChannelEnded",
+        "ChannelError",
+        "ChannelEvent",
+        "ChannelInput",
+        "ChannelMessage",
+        "ChannelOpened",
+        "ChannelState",
+        "NeedData",
+        "channel_address",
+    )
+)
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name not in _CHANNEL_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _channel
+
+    value = getattr(_channel, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _CHANNEL_NAMES)
+
 
 __all__ = [
     "ANNOUNCE_FUNCTION_ID",

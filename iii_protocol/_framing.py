@@ -51,16 +51,39 @@ import os
 import re
 from codecs import utf_8_decode
 from collections.abc import Callable, Generator, Iterator
-from typing import Final, Optional, Union, final
+from typing import TYPE_CHECKING, Final, Optional, Union, final
 
 import attrs
-from wsproto import ConnectionType, WSConnection
-from wsproto import events as ws
-from wsproto.connection import ConnectionState as WSState
-from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from .config import Config
 from .errors import UpgradeRefused
+
+if TYPE_CHECKING:
+    from wsproto import ConnectionType, WSConnection
+    from wsproto import events as ws
+    from wsproto.connection import ConnectionState as WSState
+    from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
+
+
+def _import_wsproto() -> None:
+    """wsproto's names, loaded with the first socket: only a connection needs
+    them (the upgrade, and every frame off the fast path), and wsproto brings
+    h11, so a program pays for both when it connects, not when it imports."""
+    if "ws" in globals():
+        return
+    from wsproto import ConnectionType, WSConnection
+    from wsproto import events as ws
+    from wsproto.connection import ConnectionState as WSState
+    from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
+
+    globals().update(
+        ConnectionType=ConnectionType,
+        WSConnection=WSConnection,
+        ws=ws,
+        WSState=WSState,
+        WSRemoteProtocolError=WSRemoteProtocolError,
+    )
+
 
 __all__ = [
     "Framing",
@@ -286,6 +309,7 @@ class Framing:
 
     def start(self) -> None:
         """A new socket: a fresh wsproto client, nothing half-received."""
+        _import_wsproto()
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._parts.clear()
         self._size = 0

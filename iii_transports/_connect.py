@@ -12,17 +12,29 @@ catch one family whatever the backend.
 
 from __future__ import annotations
 
-import ssl
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-__all__ = ["READ_SIZE", "TLSContext", "client_tls", "timed_out", "tls_broken"]
+if TYPE_CHECKING:
+    import ssl
+
+    #: The TLS settings a stream takes (``ssl_context=``): code above the
+    #: transports names TLS through this alias and never imports ``ssl`` itself.
+    TLSContext = ssl.SSLContext
+
+# (and ``TLSContext``, resolved on first use by ``__getattr__``)
+__all__ = ["READ_SIZE", "client_tls", "timed_out", "tls_broken"]
 
 #: Bytes asked for per read.
 READ_SIZE = 65536
 
-#: The TLS settings a stream takes (``ssl_context=``): code above the
-#: transports names TLS through this alias and never imports ``ssl`` itself.
-TLSContext = ssl.SSLContext
+
+def __getattr__(name: str) -> Any:
+    # ``ssl`` is imported on first use: a plain ws:// worker never needs it.
+    if name == "TLSContext":
+        import ssl
+
+        return ssl.SSLContext
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def client_tls(secure: bool, ssl_context: Optional[ssl.SSLContext]) -> Optional[ssl.SSLContext]:
@@ -30,7 +42,11 @@ def client_tls(secure: bool, ssl_context: Optional[ssl.SSLContext]) -> Optional[
     or by default a context that verifies the engine's certificate."""
     if not secure:
         return None
-    return ssl_context if ssl_context is not None else ssl.create_default_context()
+    if ssl_context is not None:
+        return ssl_context
+    import ssl
+
+    return ssl.create_default_context()
 
 
 def timed_out(host: str, port: int) -> TimeoutError:

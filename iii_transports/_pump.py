@@ -187,6 +187,12 @@ class AsyncPump:
                     if not await self._send(attempt, stream, data):
                         return
 
+    def after_command(self) -> None:
+        """``process()`` without waiting: dispatch now, and have the write
+        task write what the core queued (once, however often this is called
+        before it runs)."""
+        self._after_io()
+
     # -- internals ---------------------------------------------------------------
 
     def _dispatch(self) -> None:

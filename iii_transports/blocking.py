@@ -24,16 +24,18 @@ import contextlib
 import logging
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from iii_protocol import Connection, ConnectionState
 from iii_protocol import events as ev
 
 from ._connect import READ_SIZE, client_tls, timed_out
+
+if TYPE_CHECKING:  # imported with the first TLS stream: ws:// needs none of it
+    import ssl
 
 __all__ = ["BlockingStream", "ThreadTransport", "open_stream"]
 
@@ -41,8 +43,14 @@ log = logging.getLogger(__name__)
 
 #: Sends go out in chunks: the socket timeout bounds a chunk, not a message.
 _CHUNK = 1024 * 1024
+#: Bytes a non-blocking send offers the socket at once.
+_SEND_SIZE = 256 * 1024
 #: Seconds a socket the core dropped gets to finish a send and say goodbye.
 _GRACE = 1.0
+#: Seconds the I/O thread leaves the socket to callers after one read for
+#: itself, unless other answers are awaited: what arrives in that window
+#: waits at most this long (or for the next caller, who reads it).
+_LINGER = 0.001
 
 EventHandler = Callable[[ev.Event], None]
 
@@ -57,18 +65,24 @@ class BlockingStream:
 
     def __init__(self, sock: socket.socket, tls: Optional[ssl.SSLContext], host: str) -> None:
         self.sock = sock
+        # Seconds a non-blocking send may wait for room (None: the socket blocks).
+        self._stall: Optional[float] = None
         self._lock = threading.Lock()
-        self._incoming = ssl.MemoryBIO()
-        self._outgoing = ssl.MemoryBIO()
-        self._tls = (
-            None
-            if tls is None
-            else tls.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
-        )
+        self._tls: Optional[ssl.SSLObject] = None
+        if tls is not None:
+            import ssl
+
+            self._incoming = ssl.MemoryBIO()
+            self._outgoing = ssl.MemoryBIO()
+            self._tls = tls.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
 
     def handshake(self, deadline: Optional[float] = None) -> None:
         """The TLS handshake, if any, by ``deadline`` (``time.monotonic()``)."""
-        while self._tls is not None:
+        if self._tls is None:
+            return
+        import ssl
+
+        while True:
             try:
                 self._tls.do_handshake()
                 done = True
@@ -89,11 +103,19 @@ class BlockingStream:
 
     def settimeout(self, timeout: Optional[float]) -> None:
         """Seconds each later send or receive may take (``None``: no limit)."""
+        self._stall = None
         self.sock.settimeout(timeout)
+
+    def set_nonblocking(self, stall: float) -> None:
+        """Receives return at once (callers wait in ``select()`` first: a
+        receive is one system call, where a socket timeout adds a poll before
+        each); a send fails once no byte could go out for ``stall`` seconds."""
+        self.sock.setblocking(False)
+        self._stall = stall
 
     def has_output(self) -> bool:
         """Whether TLS has records to send that a read produced."""
-        return self._outgoing.pending > 0
+        return self._tls is not None and self._outgoing.pending > 0
 
     def send(self, data: bytes) -> None:
         """Send ``data`` (and any TLS records a read produced), all of it."""
@@ -102,15 +124,41 @@ class BlockingStream:
                 if data:
                     self._tls.write(data)
                 data = self._outgoing.read()
+        if self._stall is not None:
+            self._send_nonblocking(data, self._stall)
+            return
         view = memoryview(data)
         for start in range(0, len(view), _CHUNK):
             self.sock.sendall(view[start : start + _CHUNK])
 
+    def _send_nonblocking(self, data: bytes, stall: float) -> None:
+        sock = self.sock
+        try:  # the common case: the socket takes it all at once
+            sent = sock.send(data) if len(data) <= _SEND_SIZE else 0
+        except BlockingIOError:
+            sent = 0
+        view = memoryview(data)
+        while sent < len(view):
+            try:
+                sent += sock.send(view[sent : sent + _SEND_SIZE])
+                continue
+            except BlockingIOError:
+                pass
+            _, writable, _ = select.select([], [sock], [], stall)
+            if not writable:  # the engine read nothing for that long
+                raise TimeoutError(f"no byte could be sent for {stall:g}s")
+
     def recv(self) -> Optional[bytes]:
-        """Read once: the bytes that arrived; b"" at the end; None when TLS had no data yet."""
-        data = self.sock.recv(READ_SIZE)
+        """Read once: the bytes that arrived; b"" at the end; None when TLS had
+        no data yet (or a non-blocking socket had none)."""
+        try:
+            data = self.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return None
         if self._tls is None:
             return data
+        import ssl
+
         plain: list[bytes] = []
         with self._lock:
             if data:
@@ -206,17 +254,31 @@ def _open(
     return stream
 
 
+#: Who reads the socket (``ThreadTransport._reader``) besides a leading caller's
+#: thread id: the I/O thread waiting for it to be readable, or reading it.
+_WATCHING = "io-watching"
+_READING = "io-reading"
+
+
 class ThreadTransport:
     """Drive a ``Connection`` from background daemon threads.
 
     Args:
         conn: the session; touch it only while holding ``lock``.
         on_event: called for every application event, from whichever thread
-            ran ``process()`` (the I/O thread or a caller); must not block.
+            ran ``process()`` (the I/O thread, a caller, or a caller reading
+            for itself: ``read_until``); must not block.
         ssl_context: for ``wss://``; default verifies certificates.
         clock: monotonic seconds.
         on_crash: called with the exception if a bug kills the I/O or writer
             thread (it is logged first); the transport is dead after that.
+
+    Reading is one role at a time: the I/O thread holds it while it waits for
+    the socket, and a caller waiting for an answer may take it over
+    (``read_until``) while the I/O thread is only waiting.  The I/O thread
+    then stops watching the socket until the caller is done (and a moment
+    more, ``_LINGER``, for a caller that calls again right away), and keeps
+    running the timers and reconnects.
     """
 
     def __init__(
@@ -236,6 +298,12 @@ class ThreadTransport:
         self.now = clock
         self._write_lock = threading.Lock()  # one writer at a time, in core order
         self._wire: Optional[BlockingStream] = None  # guarded by ``lock``
+        # What the reading side took from the core for the writer (``lock``).
+        self._backlog = bytearray()
+        # Who may read the socket: None, _WATCHING, _READING or a caller's thread id (``lock``).
+        self._reader: object = None
+        # The I/O thread stopped watching the socket for a caller (``lock``).
+        self._following = False
         self._retired: list[BlockingStream] = []
         self._finished = False  # the I/O thread is gone: nobody closes retired sockets
         self._opening: Optional[socket.socket] = None  # in its TLS handshake
@@ -299,6 +367,10 @@ class ThreadTransport:
             while True:
                 with self.lock:
                     data = self.conn.data_to_send()
+                    backlog = self._backlog
+                    if backlog:
+                        data = bytes(backlog) + data
+                        backlog.clear()
                     wire = self._wire
                 if wire is None or not (data or wire.has_output()):
                     if not data:
@@ -311,32 +383,45 @@ class ThreadTransport:
                     # The I/O thread notices the shutdown and reports it.
                     wire.shutdown()
 
-    def _dispatch(self) -> None:
-        """Handle the core's events: socket bookkeeping under the lock, in order."""
+    def _dispatch(self) -> bool:
+        """Handle the core's events: socket bookkeeping under the lock, in order.
+
+        Returns whether bytes wait to be written (taken from the core into the
+        backlog, so that the reading side knows without waking the writer)."""
         retired: list[tuple[BlockingStream, bytes]] = []
+        conn = self.conn
         with self.lock:
-            events = list(self.conn.events())
+            events = list(conn.events())
             for event in events:
-                if isinstance(event, ev.OpenTransport):
-                    self._to_open = event
-                elif isinstance(event, ev.CloseTransport):
+                kind = type(event)
+                if kind is ev.OpenTransport:
+                    self._to_open = event  # type: ignore[assignment]
+                elif kind is ev.CloseTransport:
                     # What the core queued before dropping the socket is its
                     # last words on it (a Close frame); never for the next one.
-                    last_words = self.conn.data_to_send()
+                    last_words = bytes(self._backlog) + conn.data_to_send()
+                    self._backlog.clear()
                     if self._wire is not None:
                         retired.append((self._wire, last_words))
                         self._wire = None
-            state = self.conn.state
-            timer = self.conn.get_timer()
+            state = conn.state
+            timer = conn.get_timer()
         for wire, last_words in retired:
             self._retire(wire, last_words)
+        on_event = self._on_event
         for event in events:
-            if not isinstance(event, (ev.OpenTransport, ev.CloseTransport)):
-                self._on_event(event)
+            kind = type(event)
+            if kind is not ev.OpenTransport and kind is not ev.CloseTransport:
+                on_event(event)
         if state is ConnectionState.FAILED:
             self._stop()
         elif self._to_open is not None or (timer is not None and timer < self._sleeping_until):
             self._wake()
+        with self.lock:  # after the events: their handlers may have queued answers
+            data = conn.data_to_send()
+            if data:
+                self._backlog += data
+            return bool(self._backlog)
 
     def _retire(self, wire: BlockingStream, last_words: bytes) -> None:
         # A send in progress gets _GRACE seconds; then it is cut.
@@ -359,7 +444,7 @@ class ThreadTransport:
             wire.close()
         self._wake()
 
-    # -- the writer thread: what the I/O thread made the core queue ---------------
+    # -- the writer thread: what the reading side made the core queue ------------
 
     def _write_loop(self) -> None:
         try:
@@ -378,15 +463,108 @@ class ThreadTransport:
         if self._on_crash is not None:
             self._on_crash(exc)
 
-    # -- the I/O thread ------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------
 
     def _wake(self) -> None:
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
     def _after_io(self) -> None:
-        self._dispatch()
-        self._write_wanted.set()
+        """After reading or the timers: dispatch; the writer writes what they
+        made the core queue (woken only when there is something)."""
+        pending = self._dispatch()
+        wire = self._wire
+        if pending or (wire is not None and wire.has_output()):
+            self._write_wanted.set()
+
+    def _read(self, wire: BlockingStream) -> bool:
+        """Read once from ``wire`` into the core; False when it ended or was dropped."""
+        cause: Optional[OSError] = None
+        try:
+            data = wire.recv()
+            reason = "connection closed by the engine"
+        except OSError as exc:
+            data = b""
+            reason = f"{type(exc).__name__}: {exc}"
+            cause = exc
+        if data is None:
+            self._write_wanted.set()  # TLS may have something to answer
+            return True
+        with self.lock:
+            if wire is not self._wire:
+                return False  # retired meanwhile
+            if data:
+                self.conn.receive_data(data, self.now())
+                return True
+            self._wire = None
+            self.conn.transport_closed(self.now(), reason, cause=cause)
+            self.conn.data_to_send()  # what is still queued was for that socket
+            self._backlog.clear()
+            self._retired.append(wire)
+        wire.shutdown()
+        return False
+
+    def read_until(self, done: Callable[[], bool], timeout: float) -> None:
+        """Read the socket on this thread until ``done()`` (or ``timeout``
+        seconds), if no other thread is reading it; return at once if one is.
+
+        For a caller blocked on its call: when nobody else reads, the answer
+        costs no hand-off between threads.  Everything read meanwhile is
+        dispatched from here as the I/O thread would (other calls' answers,
+        invocations for handlers), and timers that fall due meanwhile (such as
+        the call's own timeout) run here too.  Whatever ``done`` waits for
+        must also be set by other means (the caller waits for it after this
+        returns).
+        """
+        me = threading.get_ident()
+        with self.lock:
+            wire = self._wire
+            if wire is None or self._stopped.is_set() or self._reader not in (None, _WATCHING):
+                return
+            self._reader = me  # the I/O thread, if it was watching, leaves the socket to us
+        try:
+            conn = self.conn
+            deadline = self.now() + timeout
+            sock = wire.sock
+            while not done():
+                now = self.now()
+                if now >= deadline:
+                    break
+                with self.lock:
+                    timer = conn.get_timer()
+                if timer is not None and timer <= now:
+                    # Due now (this call's own timeout, a ping): run it rather
+                    # than wait for the I/O thread to.
+                    with self.lock:
+                        conn.handle_timer(now)
+                    self._after_io()
+                    continue
+                wait = deadline - now if timer is None else min(deadline, timer) - now
+                try:
+                    readable, _, _ = select.select([sock], [], [], wait)
+                except (OSError, ValueError):  # closed under us: the I/O thread reports it
+                    break
+                if readable:
+                    more = self._read(wire)
+                    self._after_io()
+                    if not more:
+                        break
+        except Exception as exc:  # a bug in the core: as if the I/O thread died of it
+            self._crashed("reader", exc)
+        finally:
+            with self.lock:
+                self._reader = None
+                # Others wait for answers: the I/O thread takes the socket back
+                # now.  Else it does when its short linger ends: a caller
+                # calling again meanwhile reads for itself, and a sequential
+                # caller costs the I/O thread no wake-up per call.
+                urgent = self._following and self.conn.pending_count > 0
+                if urgent:
+                    self._following = False
+            if urgent:
+                self._wake()
+
+    # -- the I/O thread ------------------------------------------------------------
 
     def _opened(self, sock: socket.socket) -> None:
         # Seen by _stop, which shuts it down: a TLS handshake with a silent
@@ -408,8 +586,10 @@ class ThreadTransport:
                 )
             finally:
                 self._opening = None
-            # Reads wait in select(); the timeout bounds a stuck send.
-            wire.settimeout(self.conn.config.idle_timeout)
+            # Reads wait in select() and a send only when the socket is full,
+            # so each is one system call; a send stuck on an engine that reads
+            # nothing is cut after idle_timeout, even one that still writes.
+            wire.set_nonblocking(self.conn.config.idle_timeout)
         except OSError as exc:
             with self.lock:
                 self.conn.transport_closed(self.now(), f"connect failed: {exc}", cause=exc)
@@ -421,32 +601,6 @@ class ThreadTransport:
                 self._wire = wire
             except Exception:  # the core gave up on this socket meanwhile
                 wire.close()
-        self._after_io()
-
-    def _read(self, wire: BlockingStream) -> None:
-        cause: Optional[OSError] = None
-        try:
-            data = wire.recv()
-            reason = "connection closed by the engine"
-        except OSError as exc:
-            data = b""
-            reason = f"{type(exc).__name__}: {exc}"
-            cause = exc
-        if data is None:
-            self._write_wanted.set()  # TLS may have something to answer
-            return
-        with self.lock:
-            if wire is not self._wire:
-                return  # retired meanwhile
-            if data:
-                self.conn.receive_data(data, self.now())
-            else:
-                self._wire = None
-                self.conn.transport_closed(self.now(), reason, cause=cause)
-                self.conn.data_to_send()  # what is still queued was for that socket
-        if not data:
-            wire.shutdown()
-            self._retired.append(wire)
         self._after_io()
 
     def _close_retired(self) -> None:
@@ -470,18 +624,35 @@ class ThreadTransport:
                 with self.lock:
                     timer = self.conn.get_timer()
                     wire = self._wire
+                    watch = wire is not None and self._reader is None
+                    if watch:
+                        self._reader = _WATCHING
+                    self._following = wire is not None and not watch
                 self._sleeping_until = float("inf") if timer is None else timer
                 timeout = None if timer is None else max(0.0, timer - self.now())
+                if self._following:  # a caller reads, or did a moment ago
+                    timeout = _LINGER if timeout is None else min(timeout, _LINGER)
                 if self._retired:
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
-                readers = [self._wake_r] if wire is None else [self._wake_r, wire.sock]
+                sock = wire.sock if watch and wire is not None else None
+                readers = [self._wake_r] if sock is None else [self._wake_r, sock]
                 readable, _, _ = select.select(readers, [], [], timeout)
                 self._sleeping_until = float("-inf")
                 if self._wake_r in readable:
                     with contextlib.suppress(OSError):
                         self._wake_r.recv(4096)
-                if wire is not None and wire.sock in readable:
-                    self._read(wire)
+                if sock is not None and wire is not None:
+                    with self.lock:
+                        mine = self._reader is _WATCHING  # else a caller took over
+                        ready = mine and sock in readable
+                        if mine:
+                            self._reader = _READING if ready else None
+                    if ready:
+                        try:
+                            self._read(wire)
+                        finally:
+                            with self.lock:
+                                self._reader = None
                 with self.lock:
                     self.conn.handle_timer(self.now())
                 self._after_io()
@@ -495,6 +666,8 @@ class ThreadTransport:
                 wire, self._wire = self._wire, None
                 self._finished = True
                 retired, self._retired = self._retired, []
+            if wire is not None:
+                wire.shutdown()  # a caller reading it wakes up (closing would not wake it)
             for old in [*retired, *([wire] if wire is not None else [])]:
                 old.close()
             self._wake_r.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import subprocess
 import sys
@@ -105,3 +106,36 @@ def test_import_iii_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_the_thread_path_loads_no_event_loop_library(iii_engine):
+    """``register_worker`` with no loop running: importing it loads no event
+    loop library (nor ssl, nor wsproto before a connection), and serving sync
+    and async handlers loads neither anyio nor trio (async handlers run on a
+    private asyncio loop)."""
+    code = f"""
+import json, sys
+from iii import register_worker, InitOptions
+light = ("asyncio", "anyio", "trio", "ssl", "wsproto", "iii.channels", "iii_transports.anyio")
+at_import = [m for m in light if m in sys.modules]
+watched = ("asyncio", "anyio", "trio", "iii.channels", "iii_transports.anyio")
+with register_worker({iii_engine.url!r}, InitOptions(worker_name="thread-path")) as worker:
+    worker.register_function("thread-path::sync", lambda data: data + 1)
+    async def plus_two(data):
+        return data + 2
+    worker.register_function("thread-path::async", plus_two)
+    results = [
+        worker.trigger({{"function_id": "thread-path::sync", "payload": 1}}),
+        worker.trigger({{"function_id": "thread-path::async", "payload": 1}}),
+    ]
+    serving = [m for m in watched if m in sys.modules]
+print(json.dumps({{"at_import": at_import, "serving": serving, "results": results}}))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["results"] == [2, 3]
+    assert seen["at_import"] == []
+    assert seen["serving"] == ["asyncio"]

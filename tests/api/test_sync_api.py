@@ -344,6 +344,38 @@ def test_many_threads_call_at_once(iii_engine, worker, caller):
     assert results == {i: i + 1 for i in range(32)}
 
 
+def test_callers_waiting_on_answers_still_serve_their_worker(iii_engine, worker, caller):
+    """A blocked ``trigger`` may be the one reading the socket: what arrives
+    meanwhile (invocations of this worker's own handlers, sync and async, and
+    other threads' answers) is still served."""
+
+    async def inner_async(d: int) -> int:
+        return d * 10
+
+    caller.register_function("nest::inner", lambda d: d + 1)
+    caller.register_function("nest::inner_async", inner_async)
+    worker.register_function(
+        "nest::outer",
+        lambda d: worker.trigger({"function_id": "nest::inner", "payload": d})
+        + worker.trigger({"function_id": "nest::inner_async", "payload": d}),
+    )
+    wait_registered(iii_engine, "nest::inner_async")
+    wait_registered(iii_engine, "nest::outer")
+    for i in range(5):  # sequential: each call may be read by the calling thread
+        assert caller.trigger({"function_id": "nest::outer", "payload": i}) == (i + 1) + i * 10
+    results: dict[int, int] = {}
+
+    def run(i: int) -> None:
+        results[i] = caller.trigger({"function_id": "nest::outer", "payload": i})
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == {i: (i + 1) + i * 10 for i in range(8)}
+
+
 def test_connection_lost_fails_calls_at_once_then_reconnects(iii_engine, worker, caller):
     states: list[str] = []
     caller.add_connection_state_listener(states.append)

@@ -46,7 +46,7 @@ E = TypeVar("E")
 Outcome = Union[ev.InvocationSucceeded, ev.InvocationFailed]
 Handler = Callable[[JSON], JSON]
 
-ADAPTERS = ("asyncio", "trio", "trio-native", "thread")
+ADAPTERS = ("asyncio", "trio", "trio-native", "thread", "thread-reads")
 
 
 class Recorder:
@@ -383,9 +383,23 @@ class ThreadDriver(Driver):
             self.transport.close()
 
 
+class ThreadReadsDriver(ThreadDriver):
+    """The thread adapter with the waiting thread reading for itself
+    (``read_until``), as a blocking ``trigger`` does: every scenario then runs
+    with callers and the I/O thread handing the socket back and forth."""
+
+    name = "thread-reads"
+
+    def outcome(self, invocation_id: str, timeout: float = 10.0) -> Outcome:
+        assert self.transport is not None
+        self.transport.read_until(lambda: bool(self.outcomes_for(invocation_id)), timeout)
+        return super().outcome(invocation_id, timeout)
+
+
 DRIVERS: dict[str, type[Driver]] = {
     "asyncio": AsyncioDriver,
     "trio": AnyioTrioDriver,
     "trio-native": TrioNativeDriver,
     "thread": ThreadDriver,
+    "thread-reads": ThreadReadsDriver,
 }
