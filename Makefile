@@ -8,7 +8,7 @@ FUZZ_STAMP := $(VENV)/.installed-fuzz
 FUZZ_SECONDS ?= 60
 #: what `make lint` format-checks: every package, the fuzz targets, benchmarks, examples and
 #: docs/build.py. tests/ joins once it has been formatted (`ruff format tests`).
-FORMAT_PATHS ?= iii iii_protocol iii_transports iii_observability fuzz bench examples docs soak
+FORMAT_PATHS ?= iii iii_protocol iii_transports iii_observability fuzz bench examples docs soak tests
 #: Pythons (pyenv versions) for `make test-matrix`; each gets a venv .venv-X.Y
 MATRIX ?= 3.10.13 3.13.0
 

@@ -25,8 +25,12 @@ def run_example(name: str, url: str | None = None) -> str:
     if url is not None:
         env["III_URL"] = url
     result = subprocess.run(
-        [sys.executable, "-m", f"examples.{name}"], cwd=ROOT, env=env, capture_output=True,
-        text=True, timeout=60,
+        [sys.executable, "-m", f"examples.{name}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout

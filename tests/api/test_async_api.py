@@ -88,13 +88,22 @@ def test_errors_void_and_enqueue(iii_engine, run):
             with pytest.raises(IIIInvocationError) as info:
                 await w.trigger_async({"function_id": "ae::job", "payload": float("nan")})
             assert info.value.code == "serialization_error"
-            assert await w.trigger_async({"function_id": "ae::job", "payload": 1,
-                                          "action": iii.TriggerAction.Void()}) is None
+            assert (
+                await w.trigger_async(
+                    {"function_id": "ae::job", "payload": 1, "action": iii.TriggerAction.Void()}
+                )
+                is None
+            )
             with anyio.fail_after(30):
                 await done.wait()
             done = anyio.Event()
-            receipt = await w.trigger_async({"function_id": "ae::job", "payload": 2,
-                                             "action": iii.TriggerAction.Enqueue(queue="default")})
+            receipt = await w.trigger_async(
+                {
+                    "function_id": "ae::job",
+                    "payload": 2,
+                    "action": iii.TriggerAction.Enqueue(queue="default"),
+                }
+            )
             assert isinstance(receipt, iii.EnqueueResult)
             with anyio.fail_after(30):
                 await done.wait()
@@ -110,7 +119,8 @@ def test_sync_trigger_on_the_loop_is_refused_but_works_from_threads(iii_engine, 
             with pytest.raises(iii.IIIUsageError):
                 w.trigger({"function_id": "at::x", "payload": 1})
             value = await anyio.to_thread.run_sync(
-                w.trigger, {"function_id": "at::x", "payload": 41})
+                w.trigger, {"function_id": "at::x", "payload": 41}
+            )
             assert value == 42
 
     run(main)
@@ -129,24 +139,31 @@ def test_timeout_connection_lost_and_reconnect(iii_engine, run):
             w.register_function("al::ok", lambda d: "ok")
             await off_loop(iii_engine.wait_for_function, "al::ok")
             with pytest.raises(IIIInvocationError) as info:
-                await w.trigger_async({"function_id": "al::hang", "payload": None,
-                                       "timeout_ms": 100})
+                await w.trigger_async(
+                    {"function_id": "al::hang", "payload": None, "timeout_ms": 100}
+                )
             assert info.value.code == "TIMEOUT"
 
             outcome: list[str] = []
 
             async def call() -> None:
                 try:
-                    await w.trigger_async({"function_id": "al::hang", "payload": None,
-                                           "timeout_ms": 600000})
+                    await w.trigger_async(
+                        {"function_id": "al::hang", "payload": None, "timeout_ms": 600000}
+                    )
                 except IIIInvocationError as exc:
                     outcome.append(exc.code)
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call)
-                await off_loop(lambda: iii_engine.wait_for_frame(
-                    "invokefunction", direction="in", count=2,
-                    where=lambda f: f.get("function_id") == "al::hang"))
+                await off_loop(
+                    lambda: iii_engine.wait_for_frame(
+                        "invokefunction",
+                        direction="in",
+                        count=2,
+                        where=lambda f: f.get("function_id") == "al::hang",
+                    )
+                )
                 await off_loop(lambda: iii_engine.drop(w.worker_id, code=1001))
             # Failed by the drop, not by its (10 min) timeout.
             assert outcome == ["CONNECTION_LOST"]
@@ -156,8 +173,10 @@ def test_timeout_connection_lost_and_reconnect(iii_engine, run):
             with anyio.fail_after(30):
                 while True:
                     try:
-                        assert await w.trigger_async(
-                            {"function_id": "al::ok", "payload": None}) == "ok"
+                        assert (
+                            await w.trigger_async({"function_id": "al::ok", "payload": None})
+                            == "ok"
+                        )
                         break
                     except IIIInvocationError as exc:
                         assert exc.code == "function_not_found"
@@ -183,8 +202,9 @@ def test_shutdown_fails_pending_calls(iii_engine, run):
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(call)
-                await anyio.to_thread.run_sync(lambda: iii_engine.wait_for_frame(
-                    "invocationresult", direction="in"))
+                await anyio.to_thread.run_sync(
+                    lambda: iii_engine.wait_for_frame("invocationresult", direction="in")
+                )
                 await w.shutdown_async()
             with pytest.raises(IIIInvocationError) as info:
                 await w.trigger_async({"function_id": "as::ok", "payload": 1})
@@ -203,8 +223,9 @@ def test_register_worker_async_raises_on_conflict_or_no_engine(iii_engine, run):
         port = s.getsockname()[1]
         s.close()
         with pytest.raises(iii.ConnectError):
-            async with iii.register_worker_async(f"ws://127.0.0.1:{port}",
-                                                 opts(register_timeout_ms=300)):
+            async with iii.register_worker_async(
+                f"ws://127.0.0.1:{port}", opts(register_timeout_ms=300)
+            ):
                 pytest.fail("should not enter")
 
     run(main)
@@ -224,8 +245,9 @@ def test_trigger_types_on_the_loop(iii_engine, run):
             w.register_trigger_type({"id": "ticks", "description": "t"}, Provider())
             w.register_function("ap::target", lambda d: d)
             await anyio.to_thread.run_sync(lambda: iii_engine.wait_for_trigger_type("ticks"))
-            trigger = w.register_trigger({"type": "ticks", "function_id": "ap::target",
-                                          "config": {"every": 1}})
+            trigger = w.register_trigger(
+                {"type": "ticks", "function_id": "ap::target", "config": {"every": 1}}
+            )
             with anyio.fail_after(30):
                 await got.wait()
             assert seen[0].id == trigger.id and seen[0].config == {"every": 1}

@@ -100,9 +100,7 @@ def check(error: BaseException, cause_type: Any, caplog: pytest.LogCaptureFixtur
     cause = error.__cause__
     assert isinstance(cause, cause_type), repr(cause)
     assert str(cause) in str(error)  # the message carries it too
-    warnings = [
-        r for r in caplog.records if r.levelno == logging.WARNING and url in r.getMessage()
-    ]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and url in r.getMessage()]
     # Every failed attempt is logged; repeats of the same trouble within a
     # few seconds at DEBUG only, so a worker retrying fast does not flood.
     assert len(warnings) == 1, [r.getMessage() for r in warnings]

@@ -158,9 +158,7 @@ def poison_reads(monkeypatch: pytest.MonkeyPatch, marker: bytes) -> None:
     monkeypatch.setattr(iii_protocol.Connection, "receive_data", receive_data)
 
 
-def test_a_crashed_io_thread_fails_pending_calls_and_the_worker(
-    iii_engine, monkeypatch, caplog
-):
+def test_a_crashed_io_thread_fails_pending_calls_and_the_worker(iii_engine, monkeypatch, caplog):
     worker = iii.register_worker(iii_engine.url, opts(worker_name="crash-thread"))
     states: list[str] = []
     worker.add_connection_state_listener(states.append)

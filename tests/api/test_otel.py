@@ -40,12 +40,16 @@ def test_traceparent_and_baggage_propagate_through_the_engine(iii_engine):
         assert seen["baggage"] == "acme", seen
         print("propagated", format(expected, "032x"))
     """)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     trace_id = result.stdout.split()[-1]
-    calls = [f for f in iii_engine.frames(type="invokefunction", direction="in")
-             if f.get("function_id") == "otel::f"]
+    calls = [
+        f
+        for f in iii_engine.frames(type="invokefunction", direction="in")
+        if f.get("function_id") == "otel::f"
+    ]
     assert calls and calls[0]["traceparent"].split("-")[1] == trace_id
     assert "tenant=acme" in calls[0]["baggage"]
 
@@ -64,9 +68,13 @@ def test_otel_enabled_false_sends_no_trace_context(iii_engine):
         w.shutdown()
     """)
     env = {**os.environ, "OTEL_ENABLED": "false"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
     assert result.returncode == 0, result.stderr
-    calls = [f for f in iii_engine.frames(type="invokefunction", direction="in")
-             if f.get("function_id") == "nootel::f"]
+    calls = [
+        f
+        for f in iii_engine.frames(type="invokefunction", direction="in")
+        if f.get("function_id") == "nootel::f"
+    ]
     assert calls and "traceparent" not in calls[0]

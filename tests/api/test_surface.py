@@ -27,19 +27,44 @@ def test_every_exported_name_resolves():
 
 
 def test_documented_names():
-    for name in ("register_worker", "III", "TriggerAction", "TriggerActionVoid",
-                 "TriggerActionEnqueue", "IIIInvocationError", "ChannelReader", "ChannelWriter",
-                 "StreamChannelRef", "FunctionInfo", "TriggerInfo", "RegisterFunctionFormat",
-                 "MessageType", "EnqueueResult", "InitOptions", "HttpInvocationConfig"):
+    for name in (
+        "register_worker",
+        "III",
+        "TriggerAction",
+        "TriggerActionVoid",
+        "TriggerActionEnqueue",
+        "IIIInvocationError",
+        "ChannelReader",
+        "ChannelWriter",
+        "StreamChannelRef",
+        "FunctionInfo",
+        "TriggerInfo",
+        "RegisterFunctionFormat",
+        "MessageType",
+        "EnqueueResult",
+        "InitOptions",
+        "HttpInvocationConfig",
+    ):
         assert name in iii.__all__, name
     assert hasattr(iii.iii_types, "WorkerInfo")
     assert "WorkerInfo" not in iii.__all__  # documented as not re-exported
     assert typing.get_args(iii.iii_constants.IIIConnectionState) == (
-        "disconnected", "connecting", "connected", "reconnecting", "failed")
+        "disconnected",
+        "connecting",
+        "connected",
+        "reconnecting",
+        "failed",
+    )
     assert iii.iii_constants.RegisterFunctionFormat is iii.RegisterFunctionFormat
     assert {m.value for m in iii.MessageType} >= {
-        "registerfunction", "invokefunction", "invocationresult", "registertrigger",
-        "workerregistered", "registrationrejected", "reattach"}
+        "registerfunction",
+        "invokefunction",
+        "invocationresult",
+        "registertrigger",
+        "workerregistered",
+        "registrationrejected",
+        "reattach",
+    }
 
 
 def test_trigger_action_factory():
@@ -53,7 +78,11 @@ def test_trigger_action_factory():
 def test_invocation_error_attributes():
     err = iii.IIIInvocationError("TIMEOUT", "too slow", function_id="f", stacktrace="st")
     assert (err.code, err.message, err.function_id, err.stacktrace) == (
-        "TIMEOUT", "too slow", "f", "st")
+        "TIMEOUT",
+        "too slow",
+        "f",
+        "st",
+    )
     assert str(err) == "TIMEOUT: too slow"
     assert isinstance(err, iii.IIIError)
 
@@ -62,16 +91,31 @@ def test_documented_signatures():
     sig = inspect.signature(iii.register_worker)
     assert list(sig.parameters) == ["address", "options"]
     rf = inspect.signature(iii.III.register_function)
-    assert list(rf.parameters) == ["self", "function_id", "handler_or_invocation", "description",
-                                   "metadata", "request_format", "response_format", "observe",
-                                   "local_dispatch"]
-    for kw in ("description", "metadata", "request_format", "response_format", "observe",
-               "local_dispatch"):
+    assert list(rf.parameters) == [
+        "self",
+        "function_id",
+        "handler_or_invocation",
+        "description",
+        "metadata",
+        "request_format",
+        "response_format",
+        "observe",
+        "local_dispatch",
+    ]
+    for kw in (
+        "description",
+        "metadata",
+        "request_format",
+        "response_format",
+        "observe",
+        "local_dispatch",
+    ):
         assert rf.parameters[kw].kind is inspect.Parameter.KEYWORD_ONLY
 
 
-@pytest.mark.parametrize("sync_name", ["trigger", "shutdown", "list_functions", "list_workers",
-                                       "list_triggers"])
+@pytest.mark.parametrize(
+    "sync_name", ["trigger", "shutdown", "list_functions", "list_workers", "list_triggers"]
+)
 def test_sync_and_async_twins_agree(sync_name):
     sync = inspect.signature(getattr(iii.III, sync_name))
     twin = getattr(iii.III, f"{sync_name}_async")
@@ -94,17 +138,23 @@ def test_logger_levels_and_data(caplog):
 
 
 def test_import_iii_is_light():
-    code = ("import sys, iii\n"
-            "heavy = [m for m in ('opentelemetry', 'pydantic', 'asyncio', 'anyio', 'cattrs', "
-            "'wsproto') if m in sys.modules]\n"
-            "print(heavy)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys, iii\n"
+        "heavy = [m for m in ('opentelemetry', 'pydantic', 'asyncio', 'anyio', 'cattrs', "
+        "'wsproto') if m in sys.modules]\n"
+        "print(heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
-    code = ("import sys\nfrom iii import register_worker\n"
-            "print([m for m in ('opentelemetry', 'pydantic') if m in sys.modules])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import sys\nfrom iii import register_worker\n"
+        "print([m for m in ('opentelemetry', 'pydantic') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "[]"
 
 
@@ -131,9 +181,7 @@ with register_worker({iii_engine.url!r}, InitOptions(worker_name="thread-path"))
     serving = [m for m in watched if m in sys.modules]
 print(json.dumps({{"at_import": at_import, "serving": serving, "results": results}}))
 """
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     assert seen["results"] == [2, 3]

@@ -128,12 +128,21 @@ def test_void_and_enqueue(iii_engine, worker, caller):
 
     worker.register_function("jobs::run", job)
     wait_registered(iii_engine, "jobs::run")
-    assert caller.trigger({"function_id": "jobs::run", "payload": {"n": 1},
-                           "action": iii.TriggerAction.Void()}) is None
+    assert (
+        caller.trigger(
+            {"function_id": "jobs::run", "payload": {"n": 1}, "action": iii.TriggerAction.Void()}
+        )
+        is None
+    )
     assert ran.wait(30)
     ran.clear()
-    receipt = caller.trigger({"function_id": "jobs::run", "payload": {"n": 2},
-                              "action": iii.TriggerAction.Enqueue(queue="default")})
+    receipt = caller.trigger(
+        {
+            "function_id": "jobs::run",
+            "payload": {"n": 2},
+            "action": iii.TriggerAction.Enqueue(queue="default"),
+        }
+    )
     assert isinstance(receipt, iii.EnqueueResult)
     assert len(receipt.message_receipt_id) == 36
     assert receipt.messageReceiptId == receipt.message_receipt_id
@@ -234,23 +243,41 @@ def test_typed_handlers_convert_validate_and_advertise(iii_engine, worker, calle
 
 
 def test_explicit_formats_and_http_functions(iii_engine, worker):
-    fmt = iii.RegisterFunctionFormat(type="object", name="input", body=[
-        iii.RegisterFunctionFormat(type="number", name="a", required=True)])
-    worker.register_function("f::fmt", lambda d: d, request_format=fmt,
-                             response_format={"type": "object"}, description="formatted",
-                             metadata={"owner": "me"})
-    worker.register_function("ext::hook", iii.HttpInvocationConfig(
-        url="https://example.com/hook", method="PUT",
-        auth=iii.HttpAuthBearer(token_key="HOOK_TOKEN")))
+    fmt = iii.RegisterFunctionFormat(
+        type="object",
+        name="input",
+        body=[iii.RegisterFunctionFormat(type="number", name="a", required=True)],
+    )
+    worker.register_function(
+        "f::fmt",
+        lambda d: d,
+        request_format=fmt,
+        response_format={"type": "object"},
+        description="formatted",
+        metadata={"owner": "me"},
+    )
+    worker.register_function(
+        "ext::hook",
+        iii.HttpInvocationConfig(
+            url="https://example.com/hook",
+            method="PUT",
+            auth=iii.HttpAuthBearer(token_key="HOOK_TOKEN"),
+        ),
+    )
     iii_engine.wait_for_function("ext::hook")
     frames = {f["id"]: f for f in iii_engine.frames(type="registerfunction", direction="in")}
     assert frames["f::fmt"]["request_format"] == {
-        "type": "object", "name": "input", "required": False,
-        "body": [{"type": "number", "name": "a", "required": True}]}
+        "type": "object",
+        "name": "input",
+        "required": False,
+        "body": [{"type": "number", "name": "a", "required": True}],
+    }
     assert frames["f::fmt"]["metadata"] == {"owner": "me"}
     assert frames["ext::hook"]["invocation"] == {
-        "url": "https://example.com/hook", "method": "PUT",
-        "auth": {"type": "bearer", "token_key": "HOOK_TOKEN"}}
+        "url": "https://example.com/hook",
+        "method": "PUT",
+        "auth": {"type": "bearer", "token_key": "HOOK_TOKEN"},
+    }
 
 
 def test_async_handlers_on_a_thread_worker(iii_engine, worker, caller):
@@ -283,8 +310,10 @@ def test_blocking_handler_does_not_stall_other_calls(iii_engine, worker, caller)
     worker.register_function("b::fast", lambda d: "fast")
     wait_registered(iii_engine, "b::fast")
     blocked = threading.Thread(
-        target=lambda: caller.trigger({"function_id": "b::block", "payload": None,
-                                       "timeout_ms": 120000}))
+        target=lambda: caller.trigger(
+            {"function_id": "b::block", "payload": None, "timeout_ms": 120000}
+        )
+    )
     blocked.start()
     try:
         assert entered.wait(30)
@@ -316,9 +345,12 @@ def test_concurrent_handler_limit(iii_engine, caller):
     try:
         w.register_function("lim::slow", slow)
         iii_engine.wait_for_function("lim::slow")
-        threads = [threading.Thread(target=caller.trigger,
-                                    args=({"function_id": "lim::slow", "payload": i},))
-                   for i in range(8)]
+        threads = [
+            threading.Thread(
+                target=caller.trigger, args=({"function_id": "lim::slow", "payload": i},)
+            )
+            for i in range(8)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -356,8 +388,10 @@ def test_callers_waiting_on_answers_still_serve_their_worker(iii_engine, worker,
     caller.register_function("nest::inner_async", inner_async)
     worker.register_function(
         "nest::outer",
-        lambda d: worker.trigger({"function_id": "nest::inner", "payload": d})
-        + worker.trigger({"function_id": "nest::inner_async", "payload": d}),
+        lambda d: (
+            worker.trigger({"function_id": "nest::inner", "payload": d})
+            + worker.trigger({"function_id": "nest::inner_async", "payload": d})
+        ),
     )
     wait_registered(iii_engine, "nest::inner_async")
     wait_registered(iii_engine, "nest::outer")
@@ -393,8 +427,9 @@ def test_connection_lost_fails_calls_at_once_then_reconnects(iii_engine, worker,
 
     t = threading.Thread(target=call)
     t.start()
-    iii_engine.wait_for_frame("invokefunction", direction="in",
-                              where=lambda f: f.get("function_id") == "l::hang")
+    iii_engine.wait_for_frame(
+        "invokefunction", direction="in", where=lambda f: f.get("function_id") == "l::hang"
+    )
     iii_engine.drop(caller.worker_id, code=1011)
     t.join(60)
     # Failed by the drop, not by its (10 min) timeout.
@@ -407,8 +442,11 @@ def test_connection_lost_fails_calls_at_once_then_reconnects(iii_engine, worker,
     assert caller.trigger({"function_id": "l::ok", "payload": None}) == "ok"
     assert "reconnecting" in states and states[-1] == "connected"
     # The failed call was not sent again on the new connection.
-    sent = [f for f in iii_engine.frames(type="invokefunction", direction="in")
-            if f.get("function_id") == "l::hang"]
+    sent = [
+        f
+        for f in iii_engine.frames(type="invokefunction", direction="in")
+        if f.get("function_id") == "l::hang"
+    ]
     assert len(sent) == 1
 
 
@@ -417,14 +455,17 @@ def test_registrations_are_replayed_after_a_drop(iii_engine, worker, caller):
     wait_registered(iii_engine, "r::f")
     old_id = worker.worker_id
     iii_engine.drop(old_id, code=1000)
-    iii_engine.wait_for_frame("reattach", direction="in",
-                              where=lambda f: f.get("previous_worker_id") == old_id)
+    iii_engine.wait_for_frame(
+        "reattach", direction="in", where=lambda f: f.get("previous_worker_id") == old_id
+    )
     iii_engine.wait_for(lambda: True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            assert caller.trigger({"function_id": "r::f", "payload": None, "timeout_ms": 30000}) \
+            assert (
+                caller.trigger({"function_id": "r::f", "payload": None, "timeout_ms": 30000})
                 == "again"
+            )
             break
         except IIIInvocationError as exc:
             if exc.code not in ("function_not_found", "CONNECTION_LOST"):
@@ -449,8 +490,9 @@ def test_shutdown_fails_pending_calls_and_later_calls(iii_engine, worker, caller
 
     t = threading.Thread(target=call)
     t.start()
-    iii_engine.wait_for_frame("invokefunction", direction="in",
-                              where=lambda f: f.get("function_id") == "s::hang")
+    iii_engine.wait_for_frame(
+        "invokefunction", direction="in", where=lambda f: f.get("function_id") == "s::hang"
+    )
     caller.shutdown()
     t.join(30)
     assert outcome == ["SHUTDOWN"]
@@ -468,7 +510,10 @@ def test_worker_name_conflict_is_fatal(iii_engine, worker):
     # The official SDK's class for it, with the engine's fields.
     assert isinstance(info.value, iii.RegistrationRejectedError)
     assert (info.value.namespace, info.value.worker_name, info.value.owner_worker_id) == (
-        "default", "api-a", worker.worker_id)
+        "default",
+        "api-a",
+        worker.worker_id,
+    )
 
 
 def test_trigger_types_and_bindings(iii_engine, worker, caller):
@@ -489,16 +534,23 @@ def test_trigger_types_and_bindings(iii_engine, worker, caller):
     assert ref.id == "webhook"
     iii_engine.wait_for_trigger_type("webhook")
     caller.register_function("hook::target", lambda d, metadata: {"d": d, "m": metadata})
-    trigger = caller.register_trigger({"type": "webhook", "function_id": "hook::target",
-                                       "config": {"path": "/x"}, "metadata": {"src": "t"}})
+    trigger = caller.register_trigger(
+        {
+            "type": "webhook",
+            "function_id": "hook::target",
+            "config": {"path": "/x"},
+            "metadata": {"src": "t"},
+        }
+    )
     assert registered.wait(30)
     kind, config = events[0]
     assert kind == "register" and config.id == trigger.id
     assert config.config == {"path": "/x"} and config.metadata == {"src": "t"}
     iii_engine.wait_for_binding(trigger.id, acked=True)
     # The provider fires the binding by invoking the bound function.
-    fired = worker.trigger({"function_id": config.function_id, "payload": {"hit": 1},
-                            "metadata": config.metadata})
+    fired = worker.trigger(
+        {"function_id": config.function_id, "payload": {"hit": 1}, "metadata": config.metadata}
+    )
     assert fired == {"d": {"hit": 1}, "m": {"src": "t"}}
     trigger.unregister()
     assert unregistered.wait(30)
@@ -515,7 +567,8 @@ def test_failing_trigger_provider_refuses_the_binding(iii_engine, worker, caller
     caller.register_function("p::t", lambda d: d)
     trigger = caller.register_trigger({"type": "picky", "function_id": "p::t", "config": {}})
     frame = iii_engine.wait_for_frame(
-        "triggerregistrationresult", direction="in", where=lambda f: f.get("id") == trigger.id)
+        "triggerregistrationresult", direction="in", where=lambda f: f.get("id") == trigger.id
+    )
     assert frame["error"] == {"code": "trigger_registration_failed", "message": "bad path"}
 
 
@@ -542,12 +595,14 @@ def test_listings(iii_engine, worker, caller):
     workers = caller.list_workers()
     assert {"api-a", "api-b"} <= {w.name for w in workers}
     assert all(isinstance(w, iii.iii_types.WorkerInfo) for w in workers)
-    worker.register_trigger_type({"id": "list-type", "description": "for listing"},
-                                 iii.TriggerHandler())
+    worker.register_trigger_type(
+        {"id": "list-type", "description": "for listing"}, iii.TriggerHandler()
+    )
     iii_engine.wait_for_trigger_type("list-type")
     caller.register_function("list::target", lambda d: d)
-    trigger = caller.register_trigger({"type": "list-type", "function_id": "list::target",
-                                       "config": {"k": 1}})
+    trigger = caller.register_trigger(
+        {"type": "list-type", "function_id": "list::target", "config": {"k": 1}}
+    )
     iii_engine.wait_for_binding(trigger.id)
     triggers = caller.list_triggers()
     mine = [t for t in triggers if t.id == trigger.id]
@@ -583,8 +638,10 @@ def test_trigger_async_from_user_loops(iii_engine, worker, caller):
     async def main() -> list[int]:
         out: list[int] = []
         async with anyio.create_task_group() as tg:
+
             async def one(i: int) -> None:
                 out.append(await caller.trigger_async({"function_id": "la::x", "payload": i}))
+
             for i in range(10):
                 tg.start_soon(one, i)
         await caller.shutdown_async() if False else None
@@ -609,13 +666,15 @@ def test_shutdown_async_of_a_thread_worker(iii_engine, backend):
 
     anyio.run(main, backend=backend)
     assert w.get_connection_state() == "disconnected"
-    iii_engine.wait_for(lambda: not any(
-        f["function_id"] == "sa::f" for f in iii_engine.functions()))
+    iii_engine.wait_for(
+        lambda: not any(f["function_id"] == "sa::f" for f in iii_engine.functions())
+    )
 
 
 def test_unregister_trigger_type(iii_engine, worker):
-    worker.register_trigger_type(iii.RegisterTriggerTypeInput(id="gone-type", description="x"),
-                                 iii.TriggerHandler())
+    worker.register_trigger_type(
+        iii.RegisterTriggerTypeInput(id="gone-type", description="x"), iii.TriggerHandler()
+    )
     iii_engine.wait_for_trigger_type("gone-type")
     worker.unregister_trigger_type({"id": "gone-type"})
     frame = iii_engine.wait_for_frame("unregistertriggertype", direction="in")

@@ -203,7 +203,10 @@ def test_models_read_like_their_json_objects():
     assert value.model_dump(exclude_none=True) == {"scope": "s", "key": "k"}
     nested = StateUpdateInput(scope="s", key="k", ops=[UpdateMerge(value={"a": 1})])
     assert nested.model_dump(exclude_none=True) == {
-        "scope": "s", "key": "k", "ops": [{"value": {"a": 1}, "type": "merge"}]}
+        "scope": "s",
+        "key": "k",
+        "ops": [{"value": {"a": 1}, "type": "merge"}],
+    }
     with pytest.raises(KeyError):
         value["nope"]
     response: ApiResponse[str] = ApiResponse(statusCode=201, body="x")
@@ -231,8 +234,12 @@ def test_current_invocation_inside_and_outside_handlers(iii_engine: EngineThread
     def sync_handler(data: Any) -> Any:
         inv = iii.current_invocation()
         assert inv is not None
-        return {"function_id": inv.function_id, "invocation_id": inv.invocation_id,
-                "caller": inv.caller, "depth": inv.observe_depth}
+        return {
+            "function_id": inv.function_id,
+            "invocation_id": inv.invocation_id,
+            "caller": inv.caller,
+            "depth": inv.observe_depth,
+        }
 
     async def async_handler(data: Any) -> Any:
         first = worker.current_invocation()
@@ -278,8 +285,13 @@ def test_on_functions_available(iii_engine: EngineThread, worker: Any):
         changed.set()
 
     unsubscribe = worker.on_functions_available(on_change)
-    iii_engine.wait_for(lambda: [b for b in iii_engine.bindings()
-                                 if b.get("trigger_type") == "engine::functions-available"])
+    iii_engine.wait_for(
+        lambda: [
+            b
+            for b in iii_engine.bindings()
+            if b.get("trigger_type") == "engine::functions-available"
+        ]
+    )
     with _worker(iii_engine, "forms-other") as other:
         other.register_function("forms::appears", lambda d: d)
         iii_engine.wait_for(
@@ -288,8 +300,15 @@ def test_on_functions_available(iii_engine: EngineThread, worker: Any):
     assert all(isinstance(f, iii.FunctionInfo) for f in batches[-1])
     unsubscribe()
     unsubscribe()  # idempotent
-    iii_engine.wait_for(lambda: not [b for b in iii_engine.bindings()
-                                     if b.get("trigger_type") == "engine::functions-available"])
+    iii_engine.wait_for(
+        lambda: (
+            not [
+                b
+                for b in iii_engine.bindings()
+                if b.get("trigger_type") == "engine::functions-available"
+            ]
+        )
+    )
     assert changed.is_set()
 
 
@@ -327,8 +346,10 @@ def test_a_channel_ref_object_inside_a_payload(iii_engine: EngineThread, worker:
     caller = threading.Thread(
         target=lambda: answer.update(
             worker.trigger(
-                {"function_id": "forms::consume",
-                 "payload": {"reader": second.reader_ref.model_dump()}}
+                {
+                    "function_id": "forms::consume",
+                    "payload": {"reader": second.reader_ref.model_dump()},
+                }
             )
         )
     )
@@ -359,8 +380,15 @@ def test_http_helper_and_streamed_response(iii_engine: EngineThread, worker: Any
         await request.writer.close_async()
         handler = http(callback)
         await handler(
-            {"method": "POST", "path_params": {}, "query_params": {}, "headers": {},
-             "body": None, "response": response.writer, "request_body": request.reader}
+            {
+                "method": "POST",
+                "path_params": {},
+                "query_params": {},
+                "headers": {},
+                "body": None,
+                "response": response.writer,
+                "request_body": request.reader,
+            }
         )
         messages = [item async for item in response.reader.messages()]
         return {"messages": messages}
@@ -443,7 +471,11 @@ def test_one_error_class_under_each_name():
     assert isinstance(rejected, iii.ConnectionFailed)
     back = pickle.loads(pickle.dumps(rejected))
     assert (back.code, back.namespace, back.worker_name, back.owner_worker_id) == (
-        "WORKER_NAMESPACE_CONFLICT", "ns", "w", "id-1")
+        "WORKER_NAMESPACE_CONFLICT",
+        "ns",
+        "w",
+        "id-1",
+    )
     assert str(iii.ObserveRejection("CODE", "why")) == "CODE: why"
 
 
@@ -454,15 +486,23 @@ def test_logger_takes_the_official_arguments(caplog: pytest.LogCaptureFixture):
         log.warn("plain")
     first = vars(caplog.records[0])  # the fields logging's extra= set on the record
     assert (first["trace_id"], first["span_id"], first["service_name"]) == (
-        "a" * 32, "b" * 16, "svc")
+        "a" * 32,
+        "b" * 16,
+        "svc",
+    )
     assert first["iii_data"] == {"k": 1}
 
 
 def test_redaction_and_truncation():
-    redacted = iii_observability.redact({"password": "x", "token": "t", "tokens": 2,
-                                         "nested": [{"api_key": "k", "ok": 1}]})
-    assert redacted == {"password": "[REDACTED]", "token": "[REDACTED]", "tokens": 2,
-                        "nested": [{"api_key": "[REDACTED]", "ok": 1}]}
+    redacted = iii_observability.redact(
+        {"password": "x", "token": "t", "tokens": 2, "nested": [{"api_key": "k", "ok": 1}]}
+    )
+    assert redacted == {
+        "password": "[REDACTED]",
+        "token": "[REDACTED]",
+        "tokens": 2,
+        "nested": [{"api_key": "[REDACTED]", "ok": 1}],
+    }
     text, cut = iii_observability.redact_and_truncate({"s": "é" * 100}, max_bytes=40)
     assert cut and len(text.encode()) <= 40 and text.endswith('"[TRUNCATED]"')
     assert iii_observability.redact_and_truncate([1], max_bytes=40) == ("[1]", False)

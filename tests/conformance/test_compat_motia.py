@@ -33,7 +33,7 @@ from ._motia import MOTIA_VERSION, ensure_motia
 
 pytestmark = pytest.mark.conformance
 
-STEP = '''
+STEP = """
 from motia import logger
 
 config = {
@@ -47,7 +47,7 @@ config = {
 async def handler(input, context):
     logger.info("greeting", {"input": input})
     return {"hello": input["name"], "has_trace_id": bool(context.trace_id)}
-'''
+"""
 
 FUNCTION_ID = "steps::hello::trigger::queue(greetings)"
 

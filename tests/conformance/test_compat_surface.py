@@ -97,8 +97,11 @@ REEXPORTS: dict[str, tuple[str, ...]] = {
 RELOCATED: dict[str, tuple[str, dict[str, str]]] = {
     "iii_helpers.http": (
         "iii.iii_types",
-        {"HttpRequest": "iii.types.ApiRequest", "HttpResponse": "iii.types.ApiResponse",
-         "http": "iii.utils.http"},
+        {
+            "HttpRequest": "iii.types.ApiRequest",
+            "HttpResponse": "iii.types.ApiResponse",
+            "http": "iii.utils.http",
+        },
     ),
     "iii_helpers.queue": ("iii.iii_types", {}),
     "iii_helpers.stream": ("iii.stream", {}),
@@ -241,8 +244,14 @@ NOT_PROVIDED: tuple[tuple[tuple[str, ...], str], ...] = (
         _PYDANTIC,
     ),
     (("*.TriggerActionEnqueue(type)", "*.TriggerActionVoid(type)", "*.HttpAuth*(type)"), _TAG),
-    (("iii.TriggerTypeRef(*)", "iii.runtime.TriggerTypeRef(*)", "iii.triggers.TriggerTypeRef(*)"),
-     _HANDLE),
+    (
+        (
+            "iii.TriggerTypeRef(*)",
+            "iii.runtime.TriggerTypeRef(*)",
+            "iii.triggers.TriggerTypeRef(*)",
+        ),
+        _HANDLE,
+    ),
     (("iii.InitOptions(@*)", "iii.iii_constants.InitOptions(@*)"), _INIT_ORDER),
 )
 
@@ -393,8 +402,10 @@ def _entry_problems(
         if attribute not in present:
             yield f"{key}.{attribute}", "attribute missing"
     for method, spec in off.get("methods", {}).items():
-        if method.startswith("__") and method not in mine.get("methods", {}) and method in (
-            "__eq__",
+        if (
+            method.startswith("__")
+            and method not in mine.get("methods", {})
+            and method in ("__eq__",)
         ):
             continue  # equality: every object has one
         if method not in present and method not in mine.get("methods", {}):

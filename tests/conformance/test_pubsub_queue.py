@@ -119,8 +119,9 @@ def test_enqueue_to_a_declared_queue_retries_on_the_engine_clock(qpair: Pair) ->
     second = invoked(qpair, "q::flaky", count=2)
     assert (second["data"], second["attempt"]) == ({"n": 1}, 2)
     qpair.engine.wait_for(
-        lambda: cast("dict[str, Any]", qpair.engine.queue_stats())["queues"]["jobs"]["delivered"]
-        == 1
+        lambda: (
+            cast("dict[str, Any]", qpair.engine.queue_stats())["queues"]["jobs"]["delivered"] == 1
+        )
     )
 
 

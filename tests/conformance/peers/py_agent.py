@@ -122,8 +122,9 @@ class Agent:
             # -- queue/pubsub tests: report each call, fail the first `fail_times` --
             if behavior == "flaky":
                 calls = self.calls[function_id] = self.calls.get(function_id, 0) + 1
-                emit({"event": "invoked", "function_id": function_id, "data": data,
-                      "attempt": calls})
+                emit(
+                    {"event": "invoked", "function_id": function_id, "data": data, "attempt": calls}
+                )
                 if calls <= args.get("fail_times", 1 << 30):
                     raise RuntimeError(f"attempt {calls} failed")
                 return {"attempt": calls}

@@ -85,9 +85,15 @@ def _methods(cls: type) -> dict[str, Any]:
         if not _own(klass):
             continue
         for key, value in vars(klass).items():
-            if key.startswith("_") and key not in ("__aiter__", "__iter__", "__enter__",
-                                                    "__aenter__", "__getitem__",
-                                                    "__contains__", "__eq__"):
+            if key.startswith("_") and key not in (
+                "__aiter__",
+                "__iter__",
+                "__enter__",
+                "__aenter__",
+                "__getitem__",
+                "__contains__",
+                "__eq__",
+            ):
                 continue
             if isinstance(value, (staticmethod, classmethod)):
                 fn = value.__func__
@@ -115,9 +121,7 @@ def describe(obj: Any) -> dict[str, Any]:
             "params": _params(obj),
             "attributes": _attributes(obj),
             "bases": sorted(
-                k.__name__
-                for k in obj.__mro__[1:]
-                if k.__module__ == "builtins" or _own(k)
+                k.__name__ for k in obj.__mro__[1:] if k.__module__ == "builtins" or _own(k)
             ),
         }
     if isinstance(obj, type) and issubclass(obj, enum.Enum):

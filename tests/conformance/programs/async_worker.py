@@ -3,6 +3,7 @@ concurrent ``trigger_async`` calls from the application's own loop, a timeout.
 
     python async_worker.py <engine url> <worker name>
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,8 +48,9 @@ async def main():
     ]
     print("greetings:", await asyncio.gather(*calls))
     try:
-        await worker.trigger_async({"function_id": "compat::slow", "payload": {},
-                                    "timeout_ms": 200})
+        await worker.trigger_async(
+            {"function_id": "compat::slow", "payload": {}, "timeout_ms": 200}
+        )
     except InvocationError as exc:
         print("slow:", exc.code)
     try:

@@ -58,8 +58,10 @@ worker.register_function(
     "legacy::divide", divide, description="Divides", request_format={"type": "object"}
 )
 wait_listed("legacy::divide")
-print("divide:", worker.trigger(TriggerRequest(function_id="legacy::divide",
-                                               payload={"a": 6, "b": 3})))
+print(
+    "divide:",
+    worker.trigger(TriggerRequest(function_id="legacy::divide", payload={"a": 6, "b": 3})),
+)
 try:
     worker.trigger(TriggerRequest(function_id="legacy::divide", payload={"a": 1, "b": 0}))
 except IIIInvocationError as exc:

@@ -3,6 +3,7 @@ errors, fire-and-forget, enqueue, current_invocation.
 
     python sync_worker.py <engine url> <worker name>
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,6 +34,7 @@ def wait_listed(*function_ids):
             return
         time.sleep(0.05)
     raise RuntimeError(f"never listed: {function_ids}")
+
 
 noted = threading.Event()
 seen: list[Any] = []
@@ -70,15 +72,28 @@ try:
 except InvocationError as exc:
     print("missing:", exc.code)
 
-print("void:", worker.trigger({"function_id": "compat::note", "payload": {"n": 7},
-                               "action": TriggerAction.Void()}))
+print(
+    "void:",
+    worker.trigger(
+        {"function_id": "compat::note", "payload": {"n": 7}, "action": TriggerAction.Void()}
+    ),
+)
 noted.wait(10)
 print("noted:", seen)
 
-receipt = worker.trigger({"function_id": "compat::add", "payload": {"a": 1, "b": 1},
-                          "action": TriggerAction.Enqueue(queue="default")})
-print("enqueue:", sorted(receipt), isinstance(receipt["messageReceiptId"], str),
-      receipt.get("messageReceiptId") == receipt["messageReceiptId"])
+receipt = worker.trigger(
+    {
+        "function_id": "compat::add",
+        "payload": {"a": 1, "b": 1},
+        "action": TriggerAction.Enqueue(queue="default"),
+    }
+)
+print(
+    "enqueue:",
+    sorted(receipt),
+    isinstance(receipt["messageReceiptId"], str),
+    receipt.get("messageReceiptId") == receipt["messageReceiptId"],
+)
 
 print("outside a handler:", current_invocation())
 fn.unregister()

@@ -6,6 +6,7 @@ the bound function reads it.
 
     python trigger_type_channel.py <engine url> <worker name>
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,6 +35,7 @@ def wait_listed(*function_ids):
             return
         time.sleep(0.05)
     raise RuntimeError(f"never listed: {function_ids}")
+
 
 bound = threading.Event()
 unbound = threading.Event()
