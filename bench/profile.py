@@ -1,12 +1,14 @@
 """Profiles of our SDK's hot paths: ``python -m bench.profile`` (``make bench-profile``).
 
-* cProfile (single-threaded runtimes, so every call is seen): inbound tiny and
-  64 KB at 64 in flight on asyncio, and ``trigger_async`` with 32 callers on asyncio.
+* cProfile (single-threaded runtimes, so every call is seen): inbound tiny (64
+  and 1 in flight) and 64 KB at 64 in flight on asyncio, and ``trigger_async`` with 32 callers on asyncio.
 * py-spy (``--gil``: samples of whichever thread holds the GIL, so the
   shares are of the Python work, not of waiting): inbound tiny on the thread runtime, and the
   sync ``trigger`` loop, where the work is split over the I/O thread, the
   handler threads and the caller.
 * tracemalloc: where the bytes of a pending ``trigger_async`` call go.
+* ``-X importtime``: where ``from iii import register_worker, InitOptions`` spends
+  its time, by package and by module (median self time of several runs).
 
 Writes ``bench/results/profile.md`` (and the raw ``.prof`` / py-spy files
 next to it) and prints it.
@@ -282,6 +284,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             "aecho",
         ),
         (
+            "inbound-tiny-1-asyncio",
+            "inbound tiny, 1 in flight, asyncio (async handler)",
+            "ours",
+            "inbound",
+            ["--mode", "inbound", "--payload", "tiny", "--inflight", "1"],
+            (),
+            "aecho",
+        ),
+        (
             "inbound-64k-asyncio",
             "inbound 64 KB, 64 in flight, asyncio",
             "ours",
@@ -352,11 +363,54 @@ def main(argv: Optional[list[str]] = None) -> int:
         sections.append(
             f"| {s['bytes_per_call']:.0f} | {s['blocks_per_call']:.2f} | `{_short(s['site'])}` |"
         )
+    log("importtime: from iii import register_worker, InitOptions")
+    sections += import_time_tables(cfg.top)
     text = "\n".join(sections) + "\n"
     (OUT / "profile.md").write_text(text)
     (OUT / "profile-sites.json").write_text(json.dumps(sites, indent=1))
     print(text)
     return 0
+
+
+IMPORT_STATEMENT = "from iii import register_worker, InitOptions"
+
+
+def import_time_tables(top: int, runs: int = 7) -> list[str]:
+    """``python -X importtime`` of the documented import: median self time per
+    module over ``runs`` fresh processes, summed by top-level package."""
+    samples: dict[str, list[int]] = {}
+    for _ in range(runs):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", IMPORT_STATEMENT],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        for line in proc.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+            if m:
+                samples.setdefault(m.group(4), []).append(int(m.group(1)))
+    median = {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
+    total = sum(median.values())
+    by_package: Counter[str] = Counter()
+    for name, us in median.items():
+        by_package[name.split(".")[0]] += us
+    out = [
+        f"## importtime: `{IMPORT_STATEMENT}`",
+        "",
+        f"Median self time over {runs} processes, {total / 1000:.1f} ms in all"
+        " (interpreter start-up not included).",
+        "",
+        "| package | ms | share |",
+        "|---|--:|--:|",
+    ]
+    for package, us in by_package.most_common(top):
+        out.append(f"| {package} | {us / 1000:.1f} | {us / total:.0%} |")
+    out += ["", "| module | self ms |", "|---|--:|"]
+    for name, us in sorted(median.items(), key=lambda kv: -kv[1])[:top]:
+        out.append(f"| `{name}` | {us / 1000:.1f} |")
+    return out + [""]
 
 
 def _git() -> str:
