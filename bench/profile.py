@@ -1,7 +1,8 @@
 """Profiles of our SDK's hot paths: ``python -m bench.profile`` (``make bench-profile``).
 
 * cProfile (single-threaded runtimes, so every call is seen): inbound tiny (64
-  and 1 in flight) and 64 KB at 64 in flight on asyncio, and ``trigger_async`` with 32 callers on asyncio.
+  and 1 in flight) and 64 KB at 64 in flight on asyncio, and ``trigger_async``
+  with 32 callers on asyncio.
 * py-spy (``--gil``: samples of whichever thread holds the GIL, so the
   shares are of the Python work, not of waiting): inbound tiny on the thread runtime, and the
   sync ``trigger`` loop, where the work is split over the I/O thread, the
@@ -410,7 +411,7 @@ def import_time_tables(top: int, runs: int = 7) -> list[str]:
     out += ["", "| module | self ms |", "|---|--:|"]
     for name, us in sorted(median.items(), key=lambda kv: -kv[1])[:top]:
         out.append(f"| `{name}` | {us / 1000:.1f} |")
-    return out + [""]
+    return [*out, ""]
 
 
 def _git() -> str:
