@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable
 from typing import Optional, Union
@@ -113,6 +114,13 @@ class Peer:
         """Hang up without a Close frame."""
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
+
+    def abort(self) -> None:
+        """Go away as a crashed engine does: the connection is reset (RST), so
+        the client's next send or read fails, whatever its kernel buffered."""
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.sock.close()
 
     # -- receiving ----------------------------------------------------------
 
