@@ -150,7 +150,11 @@ class PeerAgent:
         )
         self._reader = threading.Thread(target=self._read, name=f"peer-{name}", daemon=True)
         self._reader.start()
-        self.ready = self.wait_event("ready", timeout=60)
+        try:
+            self.ready = self.wait_event("ready", timeout=60)
+        except PeerError:
+            self.kill()  # never left running: nobody holds it to close it later
+            raise
         # The peer runs the official SDK it was installed with, never this project.
         # (Resolved: .cache may be a symlink, and node reports the real path.)
         module = Path(str(self.ready.get("module") or "/")).resolve()
