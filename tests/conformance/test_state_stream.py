@@ -255,9 +255,16 @@ def test_a_stream_served_with_create_stream(pair: Pair) -> None:
     assert call(a, "stream::list", {"stream_name": stream, "group_id": "g"}) == ["two"]
     assert call(a, "stream::list_groups", {"stream_name": stream}) == ["g"]
     assert call(a, "stream::delete", item) == {"old_value": "two"}
-    ops = [e["op"] for e in b.find_events("stream_op", lambda e: e["stream"] == stream)]
+
+    # The agent reports each call on its stdout, which may arrive after the
+    # answer did over the engine: wait for the six reports.
+    def on_stream(e: dict[str, Any]) -> bool:
+        return bool(e["stream"] == stream)
+
+    b.wait_event("stream_op", on_stream, count=6, timeout=30)
+    ops = [e["op"] for e in b.find_events("stream_op", on_stream)]
     assert ops == ["set", "set", "get", "list", "list_groups", "delete"]
-    first = b.find_events("stream_op", lambda e: e["stream"] == stream)[0]["data"]
+    first = b.find_events("stream_op", on_stream)[0]["data"]
     assert first == {**item, "data": "one"}
 
     events = invoked(a, handler, 3)
