@@ -14,7 +14,10 @@ hold the process: the app's ``main`` decides.  Under pytest the plugin turns
 holding off (``release_all``), so a worker a test forgot cannot hang the run.
 
 The wait runs in the main thread from ``threading``'s exit hook, before any
-other thread is joined, so Ctrl-C reaches it as ``KeyboardInterrupt``.
+other thread is joined, so Ctrl-C reaches it as ``KeyboardInterrupt``.  A
+process that inherited SIGINT ignored (started in the background by a
+script) keeps ignoring it, as Python does: only ``shutdown()`` or a signal
+the program handles stops it then.
 """
 
 from __future__ import annotations
@@ -88,6 +91,18 @@ def _crashed() -> bool:
 
 
 def _at_exit() -> None:
+    # Ctrl-C may land anywhere in here, not only in the wait: each is a stop.
+    try:
+        _serve_until_closed()
+    except KeyboardInterrupt:
+        with _lock:
+            held = list(_held.values())
+        log.info("iii: interrupted; shutting %d worker(s) down", len(held))
+        for worker in held:
+            worker.stop()
+
+
+def _serve_until_closed() -> None:
     if _crashed():
         return
     while True:
@@ -96,14 +111,15 @@ def _at_exit() -> None:
         if not serving:
             return
         worker = serving[0]
-        log.info("iii: %s keeps serving; stop it with shutdown() or Ctrl-C", worker.describe())
-        try:
-            worker.wait_closed()
-        except KeyboardInterrupt:
-            log.info("iii: interrupted; shutting %s down", worker.describe())
-            with _lock:
-                others = list(_held.values())
-            for held in others:
-                held.stop()
-            return
+        log.info("iii: %s keeps serving; stop it with %s", worker.describe(), _how_to_stop())
+        worker.wait_closed()
         release(worker)
+
+
+def _how_to_stop() -> str:
+    import signal  # only at exit: not worth its import time up front
+
+    # A process started in the background by a script inherits SIGINT ignored.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        return "shutdown() (SIGINT is ignored in this process)"
+    return "shutdown() or Ctrl-C"

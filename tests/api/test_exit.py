@@ -9,6 +9,7 @@ wait on its output and its exit, never on a clock.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -26,19 +27,44 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 NO_THREADS_AFTER_MAIN = (3, 12, 0) <= sys.version_info[:3] < (3, 12, 2)
 
 
-def _start(url: str, body: str) -> subprocess.Popen[str]:
-    code = f"import iii\nworker = iii.register_worker({url!r})\n" + textwrap.dedent(body)
+#: A program run from a terminal has Python's Ctrl-C handler; one started in
+#: the background by a script (as CI may start this suite) inherits SIGINT
+#: ignored, and keeps ignoring it.  The Ctrl-C tests give it the terminal's.
+CTRL_C = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+#: The hold's log line, on stderr: the program is past its last line and waiting.
+LOG_INFO = "import logging\nlogging.basicConfig(level=logging.INFO)\n"
+
+
+def _start(url: str, body: str, *, prelude: str = "") -> subprocess.Popen[str]:
+    code = prelude + f"import iii\nworker = iii.register_worker({url!r})\n" + textwrap.dedent(body)
     return subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )
 
 
 def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+        out, err = proc.communicate()
+        pytest.fail(f"the program did not end; its threads:\n{err}")
     return proc.returncode, out, err
+
+
+def _wait_for_hold(proc: subprocess.Popen[str]) -> str:
+    """Read the program's stderr up to the hold's log line, and return that line."""
+    assert proc.stderr is not None
+    while True:
+        line = proc.stderr.readline()
+        assert line, "the program ended without holding"
+        if "keeps serving" in line:
+            return line
 
 
 def test_a_script_that_only_calls_ends_at_its_last_line(iii_engine):
@@ -63,10 +89,12 @@ def test_a_worker_program_serves_after_its_last_line_until_ctrl_c(iii_engine):
         worker.register_function("exit::greet", lambda d: f"hello {d}")
         print("last line", flush=True)
         """,
+        prelude=CTRL_C + LOG_INFO,
     )
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == "last line\n"
+        assert "stop it with shutdown() or Ctrl-C" in _wait_for_hold(proc)
         iii_engine.wait_for_function("exit::greet")
         with iii.register_worker(iii_engine.url) as caller:
             # Answered after the program's last line ran: it is still serving.
@@ -82,12 +110,65 @@ def test_a_worker_program_serves_after_its_last_line_until_ctrl_c(iii_engine):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     assert code == 0, err
     assert "KeyboardInterrupt" not in err  # a graceful stop, not a traceback
+    assert "interrupted; shutting 1 worker(s) down" in err
     iii_engine.wait_for(
         lambda: not any(f["function_id"] == "exit::greet" for f in iii_engine.functions())
     )
+
+
+def test_a_worker_program_that_ignores_ctrl_c_says_how_to_stop_it(iii_engine):
+    proc = _start(
+        iii_engine.url,
+        """
+        worker.register_function("exit::ignored", lambda d: d)
+        """,
+        prelude="import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n" + LOG_INFO,
+    )
+    try:
+        line = _wait_for_hold(proc)
+        assert "stop it with shutdown() (SIGINT is ignored in this process)" in line
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+class _Held:
+    """A held worker whose first ``serves`` meets a Ctrl-C when ``interrupt``."""
+
+    def __init__(self, interrupt: bool) -> None:
+        self.interrupt = interrupt
+        self.stopped = 0
+
+    def serves(self) -> bool:
+        if self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+        return True
+
+    def wait_closed(self) -> None:
+        raise AssertionError("not reached: the Ctrl-C came first")
+
+    def stop(self) -> None:
+        self.stopped += 1
+
+    def describe(self) -> str:
+        return "a test worker"
+
+
+def test_ctrl_c_before_the_wait_still_stops_every_worker(monkeypatch):
+    # Ctrl-C can land anywhere in the exit hook, not only in the wait.
+    from iii import _lifecycle
+
+    first, second = _Held(interrupt=True), _Held(interrupt=False)
+    monkeypatch.setattr(_lifecycle, "_held", {1: first, 2: second})
+    try:
+        _lifecycle._at_exit()
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C escaped the exit hook: the workers were not stopped")
+    assert (first.stopped, second.stopped) == (1, 1)
 
 
 @pytest.mark.skipif(NO_THREADS_AFTER_MAIN, reason="no new threads after the main thread ends")
