@@ -22,6 +22,7 @@ the program handles stops it then.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import sys
 import threading
@@ -52,6 +53,7 @@ _lock = threading.Lock()
 _held: dict[int, Held] = {}
 _hooked = False
 _enabled = True
+_hold_ended = False
 
 
 def hold(worker: Held) -> None:
@@ -66,6 +68,7 @@ def hold(worker: Held) -> None:
                 threading._register_atexit(_at_exit)  # type: ignore[attr-defined]
             except RuntimeError:  # the interpreter is already exiting
                 return
+            atexit.register(_after_exit)
             _hooked = True
 
 
@@ -91,15 +94,29 @@ def _crashed() -> bool:
 
 
 def _at_exit() -> None:
+    global _hold_ended
     # Ctrl-C may land anywhere in here, not only in the wait: each is a stop.
     try:
         _serve_until_closed()
     except KeyboardInterrupt:
-        with _lock:
-            held = list(_held.values())
-        log.info("iii: interrupted; shutting %d worker(s) down", len(held))
-        for worker in held:
-            worker.stop()
+        _stop_all("interrupted")
+    _hold_ended = True
+
+
+def _after_exit() -> None:
+    # A Ctrl-C that lands as Python enters the hold (its first instruction)
+    # escapes it; Python reports it and goes on to here: still a graceful stop.
+    if not _hold_ended:
+        _stop_all("interrupted before the hold")
+
+
+def _stop_all(why: str) -> None:
+    with _lock:
+        held = list(_held.values())
+    if held:
+        log.info("iii: %s; shutting %d worker(s) down", why, len(held))
+    for worker in held:
+        worker.stop()
 
 
 def _serve_until_closed() -> None:

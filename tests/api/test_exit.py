@@ -164,11 +164,26 @@ def test_ctrl_c_before_the_wait_still_stops_every_worker(monkeypatch):
 
     first, second = _Held(interrupt=True), _Held(interrupt=False)
     monkeypatch.setattr(_lifecycle, "_held", {1: first, 2: second})
+    monkeypatch.setattr(_lifecycle, "_hold_ended", False)
     try:
         _lifecycle._at_exit()
     except KeyboardInterrupt:
         pytest.fail("the Ctrl-C escaped the exit hook: the workers were not stopped")
     assert (first.stopped, second.stopped) == (1, 1)
+    _lifecycle._after_exit()  # the hold ended: nothing more to stop
+    assert (first.stopped, second.stopped) == (1, 1)
+
+
+def test_ctrl_c_as_the_hold_begins_still_stops_every_worker(monkeypatch):
+    # A Ctrl-C at the hold's first instruction escapes it (Python reports it as
+    # ignored); the interpreter's own exit hook still stops the workers.
+    from iii import _lifecycle
+
+    held = _Held(interrupt=False)
+    monkeypatch.setattr(_lifecycle, "_held", {1: held})
+    monkeypatch.setattr(_lifecycle, "_hold_ended", False)
+    _lifecycle._after_exit()
+    assert held.stopped == 1
 
 
 @pytest.mark.skipif(NO_THREADS_AFTER_MAIN, reason="no new threads after the main thread ends")
