@@ -31,7 +31,7 @@ def place(order: Order) -> dict[str, Any]:
     return {"item": order.item, "total": order.quantity * 3}
 
 
-class Clock(iii.TriggerHandler):
+class Clock(iii.TriggerHandler[Any]):
     """A trigger type: every binding is 'fired' once, right away."""
 
     def __init__(self, worker: iii.III) -> None:
@@ -76,7 +76,7 @@ def serve_orders_over_http(engine: EngineThread, shop: iii.III) -> None:
             "config": {"api_path": "/orders", "http_method": "POST"},
         }
     )
-    engine.wait_for_binding(route.id, acked=True)
+    route.wait_accepted(timeout=10)  # the engine (and its HTTP worker) took the route
     for item in ("tea", "tea", "cake"):
         request = urllib.request.Request(
             f"{engine.http_url}/orders",

@@ -13,7 +13,7 @@ import math
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, Union
 
@@ -75,11 +75,21 @@ class TriggerHandler(Generic[C]):
     ``C`` is the type of the bindings' ``config`` (``TriggerHandler[MyConfig]``).
     """
 
-    async def register_trigger(self, config: TriggerConfig[Any]) -> None:
-        """A binding of this type was created (or replayed: be idempotent per id)."""
+    if TYPE_CHECKING:
+        # What an override may be: a sync method or an ``async def`` one.
+        def register_trigger(self, config: TriggerConfig[Any]) -> Optional[Awaitable[None]]:
+            """A binding of this type was created (or replayed: be idempotent per id)."""
 
-    async def unregister_trigger(self, config: TriggerConfig[Any]) -> None:
-        """A binding was removed (``function_id`` is ``""``, ``config`` ``None``)."""
+        def unregister_trigger(self, config: TriggerConfig[Any]) -> Optional[Awaitable[None]]:
+            """A binding was removed (``function_id`` is ``""``, ``config`` ``None``)."""
+
+    else:  # async at run time, as the official SDK's are
+
+        async def register_trigger(self, config: TriggerConfig[Any]) -> None:
+            """A binding of this type was created (or replayed: be idempotent per id)."""
+
+        async def unregister_trigger(self, config: TriggerConfig[Any]) -> None:
+            """A binding was removed (``function_id`` is ``""``, ``config`` ``None``)."""
 
 
 @attrs.define

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, TypedDict
+from typing import Any, Optional, TypedDict
 
 import attrs
 import pytest
@@ -555,6 +555,29 @@ def test_trigger_types_and_bindings(iii_engine, worker, caller):
     trigger.unregister()
     assert unregistered.wait(30)
     assert events[-1][1].id == trigger.id
+
+
+def test_a_trigger_handler_may_override_with_a_sync_method(iii_engine, worker, caller):
+    # Typed as the base allows (mypy checks this file): a sync override of one
+    # method, the other left as the base's no-op.
+    seen: list[Optional[str]] = []
+    called = threading.Event()
+
+    class Ticks(iii.TriggerHandler[Any]):
+        def register_trigger(self, config: iii.TriggerConfig[Any]) -> None:
+            seen.append(config.id)
+            called.set()
+
+    worker.register_trigger_type({"id": "ticks", "description": ""}, Ticks())
+    iii_engine.wait_for_trigger_type("ticks")
+    caller.register_function("ticks::t", lambda d: d)
+    trigger = caller.register_trigger({"type": "ticks", "function_id": "ticks::t", "config": {}})
+    assert called.wait(30)
+    assert seen == [trigger.id]
+    iii_engine.wait_for_binding(trigger.id, acked=True)  # the provider's answer reached it
+    trigger.unregister()
+    iii_engine.wait_for(lambda: all(b["id"] != trigger.id for b in iii_engine.bindings()))
+    assert trigger.state == "unregistered"
 
 
 def test_failing_trigger_provider_refuses_the_binding(iii_engine, worker, caller):
