@@ -41,8 +41,29 @@ class ThreadsSeen(ThreadDriver):
         return self.transport
 
 
-def read_for(driver: ThreadsSeen, invocation_id: str, timeout: float = 10.0) -> None:
-    driver.t.read_until(lambda: bool(driver.outcomes_for(invocation_id)), timeout)
+def call_and_read(driver: ThreadsSeen, engine: EngineThread, function_id: str, data: Any) -> str:
+    """Call ``function_id`` and read for its answer on this thread.
+
+    The engine keeps the answer until this thread reads the socket: were it to
+    arrive sooner, the I/O thread could read it (a loaded machine can hold a
+    caller up between its send and its read)."""
+    held = engine.withhold_results(function_id, count=1)
+    invocation_id = driver.invoke(function_id, data)
+    driver.wait_until(lambda: held.held)
+    reading: list[bool] = []
+
+    def done() -> bool:
+        if not reading:  # first asked once this thread reads
+            reading.append(True)
+            engine.release(held)
+        return bool(driver.outcomes_for(invocation_id))
+
+    def read() -> bool:
+        driver.t.read_until(done, 30.0)  # at once while the I/O thread has the socket
+        return bool(reading)
+
+    driver.wait_until(read)
+    return invocation_id
 
 
 def test_a_waiting_caller_reads_its_answer_then_hands_the_socket_back(
@@ -58,8 +79,7 @@ def test_a_waiting_caller_reads_its_answer_then_hands_the_socket_back(
         serve_echo(a, iii_engine)
         ids = []
         for i in range(5):
-            invocation_id = a.invoke("b::echo", {"i": i})
-            read_for(a, invocation_id)
+            invocation_id = call_and_read(a, iii_engine, "b::echo", {"i": i})
             ids.append(invocation_id)
             assert a.outcomes_for(invocation_id)[0].result == {"i": i}  # type: ignore[union-attr]
         me = threading.current_thread().name
@@ -105,7 +125,7 @@ def test_invocations_arriving_while_a_caller_reads_are_dispatched(
                 )
             served[:] = a.dispatched_on(ev.InvocationRequested)
             if served:
-                held.release()
+                iii_engine.release(held)  # on the engine's own thread
             return bool(a.outcomes_for(invocation_id))
 
         a.t.read_until(done, 10.0)
@@ -177,8 +197,18 @@ def test_one_reader_at_a_time_and_the_timers_keep_running() -> None:
 
             # A call's own timeout ends a caller's read (not its 30 s limit).
             timed = a.invoke("nobody::answers", None, timeout=0.3)
-            a.t.read_until(lambda: bool(a.outcomes_for(timed)), 30.0)
-            outcome = a.outcome(timed, timeout=0.0)
+            read: list[bool] = []
+
+            def timed_out() -> bool:
+                read.append(True)
+                return bool(a.outcomes_for(timed))
+
+            def lead_again() -> bool:
+                a.t.read_until(timed_out, 30.0)  # at once while the I/O thread reads a pong
+                return bool(read)
+
+            a.wait_until(lead_again)
+            outcome = a.outcome(timed, timeout=0.0)  # there when the read ended
             assert isinstance(outcome, ev.InvocationFailed) and outcome.error.code == "TIMEOUT"
         finally:
             a.close()
