@@ -179,6 +179,8 @@ def _request_fields(request: Union[dict[str, Any], TriggerRequest]) -> TriggerRe
             raise ValueError(f"timeout_ms must be a positive number of milliseconds, got {timeout}")
     if request.namespace is not None and not isinstance(request.namespace, str):
         raise TypeError(f"namespace must be a string, got {type(request.namespace).__name__}")
+    if request.dispatch not in (None, "auto", "remote"):
+        raise ValueError(f"dispatch must be 'auto' or 'remote', got {request.dispatch!r}")
     action = _check_action(request.action)
     return request if action is request.action else attrs.evolve(request, action=action)
 
