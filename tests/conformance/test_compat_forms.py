@@ -491,6 +491,12 @@ def test_logger_takes_the_official_arguments(caplog: pytest.LogCaptureFixture):
         "svc",
     )
     assert first["iii_data"] == {"k": 1}
+    # The official SDK's logger name and record field: handlers and formatters
+    # written for it (logging.getLogger("iii.logger"), "%(data)s") work as they are.
+    assert [r.name for r in caplog.records] == ["iii.logger", "iii.logger"]
+    assert [r.data for r in caplog.records] == [{"k": 1}, None]  # type: ignore[attr-defined]
+    formatter = logging.Formatter("%(levelname)s %(message)s %(data)s")
+    assert formatter.format(caplog.records[1]) == "WARNING plain None"
 
 
 def test_redaction_and_truncation():
