@@ -58,24 +58,38 @@ def _is_struct(tp: object) -> bool:
     )
 
 
+def _is_pydantic_model(tp: object) -> bool:
+    # Duck-typed: the SDK does not import pydantic.
+    return isinstance(tp, type) and callable(getattr(tp, "model_json_schema", None))
+
+
 def to_jsonable(value: object) -> object:
-    """attrs/dataclass results become dicts; everything else is left as is.
+    """attrs/dataclass results become dicts, and so does a pydantic model (its
+    ``model_dump(mode="json", exclude_none=True)``, the object the official
+    SDK sends for it); everything else is left as is.
 
     The SDK's own data models (``_payload_form``) are written as the encoder
     writes them inside payloads, fields that are ``None`` left out.
     """
+    if isinstance(value, type):
+        return value
     form = getattr(value, "_payload_form", None)
-    if form is not None and not isinstance(value, type):
+    if form is not None:
         return form()
-    if (attrs.has(type(value)) or dataclasses.is_dataclass(value)) and not isinstance(value, type):
+    if attrs.has(type(value)) or dataclasses.is_dataclass(value):
         return _converter.unstructure(value)
+    if _is_pydantic_model(type(value)) and callable(getattr(value, "model_dump", None)):
+        return value.model_dump(mode="json", exclude_none=True)  # type: ignore[attr-defined]
     return value
 
 
 def json_schema(tp: object) -> Optional[dict[str, Any]]:
-    """A JSON Schema for a type annotation, or ``None`` when nothing useful is known."""
+    """A JSON Schema for a type annotation, or ``None`` when nothing useful is known
+    (a pydantic model's is its ``model_json_schema()``)."""
     if tp is Any or tp is inspect.Parameter.empty or tp is None:
         return None
+    if _is_pydantic_model(tp):
+        return dict(tp.model_json_schema())  # type: ignore[attr-defined]
     return _schema(tp, depth=0)
 
 

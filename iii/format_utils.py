@@ -21,11 +21,7 @@ _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 def python_type_to_format(annotation: Any) -> Optional[dict[str, Any]]:
     """The JSON Schema (with ``$schema``) of a type annotation, or ``None`` when
     the annotation says nothing useful (``Any``, missing, unknown classes)."""
-    model_schema = getattr(annotation, "model_json_schema", None)
-    if isinstance(annotation, type) and callable(model_schema):
-        schema: Optional[dict[str, Any]] = dict(model_schema())
-    else:
-        schema = json_schema(annotation)
+    schema = json_schema(annotation)
     if schema is None:
         return None
     return {"$schema": _DIALECT, **schema}
