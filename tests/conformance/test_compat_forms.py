@@ -205,8 +205,11 @@ def test_models_read_like_their_json_objects():
     assert nested.model_dump(exclude_none=True) == {
         "scope": "s",
         "key": "k",
-        "ops": [{"value": {"a": 1}, "type": "merge"}],
+        "ops": [{"type": "merge", "value": {"a": 1}}],
     }
+    # Fields in the official models' order: model_dump() and the JSON text read the same.
+    assert list(UpdateIncrement(path="n", by=1).model_dump()) == ["type", "path", "by"]
+    assert list(UpdateMerge(value={}).model_dump()) == ["type", "path", "value"]
     with pytest.raises(KeyError):
         value["nope"]
     response: ApiResponse[str] = ApiResponse(statusCode=201, body="x")
