@@ -3,10 +3,12 @@
 Each program in ``programs/`` uses one official release's API only (its
 names, its call forms): for 0.25, a sync worker, an asyncio worker awaiting
 ``trigger_async`` on its own loop, a trigger type whose bindings are fired
-with a data channel, and handlers writing channels with the official
-fire-and-forget forms; for 0.19, a sync worker with that release's names.  Each
-runs twice against one reference engine, once on that official iii-sdk (its
-venv) and once on ours; the two outputs must be equal, line for line.
+with a data channel, handlers writing channels with the official
+fire-and-forget forms, and an application made inside ``asyncio.run``; for
+0.19, a sync worker with that release's names, and channels made and read its
+way.  Each runs twice against one reference engine, once on that official
+iii-sdk (its venv) and once on ours; the two outputs must be equal, line for
+line.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ RELEASE = {
     "async_worker": "0.25.0",
     "trigger_type_channel": "0.25.0",
     "handler_channels": "0.25.0",
+    "asyncio_app": "0.25.0",
     "legacy_worker": "0.19.7",
+    "legacy_channels": "0.19.7",
 }
 
 
