@@ -304,6 +304,25 @@ def test_bad_options_are_refused_before_connecting(options):
         iii.register_worker("ws://127.0.0.1:1", opts(**options))
 
 
+@pytest.mark.parametrize(
+    ("otel", "message"),
+    [
+        ({"enabled": False, "service_nam": "svc"}, r"unknown keys \['service_nam'\]"),
+        (True, "must be an OtelConfig or a dict"),
+    ],
+)
+def test_bad_otel_options_are_refused_before_connecting(otel, message):
+    # The official SDK reads a dict as OtelConfig(**otel): a misspelt key is a TypeError.
+    with pytest.raises(TypeError, match=message):
+        iii.register_worker("ws://127.0.0.1:1", opts(otel=otel))
+
+
+def test_otel_options_of_every_official_field_are_accepted(iii_engine):
+    fields: dict[str, Any] = {a.name: a.default for a in attrs.fields(iii.OtelConfig)}
+    for otel in (fields, iii.OtelConfig(**fields), {"enabled": False}):
+        iii.register_worker(iii_engine.url, opts(worker_name="otel", otel=otel)).shutdown()
+
+
 def test_bad_address():
     with pytest.raises(TypeError):
         iii.register_worker(49134)  # type: ignore[arg-type]
