@@ -9,6 +9,7 @@ official SDK; this file pins the behaviour behind each form.)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import pickle
 import re
@@ -142,6 +143,63 @@ def test_trigger_type_ref_registers_functions_and_takes_metadata_by_position(
     assert isinstance(trigger.id, str)
     iii_engine.wait_for(lambda: seen)
     assert seen == [("forms::bound", {"n": 1}, {"owner": "me"})]
+
+
+class WebhookConfig:
+    """Shaped like a pydantic model (duck-typed: pydantic is not a dependency)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        return {"type": "object", "properties": {"url": {"type": "string"}}}
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        return {"url": self.url}
+
+
+@dataclasses.dataclass
+class WebhookCall:
+    body: str
+
+
+def test_a_typed_trigger_type_as_the_official_docstring_shows_it(
+    iii_engine: EngineThread, worker: Any
+):
+    # register_trigger_type's official example: model classes as the formats, and a
+    # model instance as the config given to TriggerTypeRef.register_trigger.
+    seen: list[Any] = []
+
+    class Provider(iii.TriggerHandler[Any]):
+        async def register_trigger(self, config: iii.TriggerConfig[Any]) -> None:
+            seen.append(config.config)
+
+    ref = worker.register_trigger_type(
+        iii.RegisterTriggerTypeInput(
+            id="forms-webhook",
+            description="Webhook trigger",
+            trigger_request_format=WebhookConfig,
+            call_request_format=WebhookCall,
+        ),
+        Provider(),
+    )
+    frame: dict[str, Any] = iii_engine.wait_for_frame(
+        "registertriggertype", direction="in", where=lambda f: f.get("id") == "forms-webhook"
+    )
+    dialect = "https://json-schema.org/draft/2020-12/schema"
+    assert frame["trigger_request_format"] == {
+        "$schema": dialect,
+        **WebhookConfig.model_json_schema(),
+    }
+    assert frame["call_request_format"]["$schema"] == dialect
+    assert frame["call_request_format"]["properties"] == {"body": {"type": "string"}}
+    ref.register_function("forms::hook", lambda data: data)
+    iii_engine.wait_for_function("forms::hook")
+    ref.register_trigger("forms::hook", WebhookConfig(url="/hook"))
+    ref.register_trigger("forms::hook", WebhookCall(body="b"))
+    iii_engine.wait_for(lambda: len(seen) == 2)
+    assert sorted(seen, key=str) == [{"body": "b"}, {"url": "/hook"}]
 
 
 # -- results and payloads ----------------------------------------------------------------
