@@ -21,7 +21,15 @@ import attrs
 import cattrs
 from cattrs.errors import BaseValidationError
 
-__all__ = ["HandlerSpec", "InvalidInput", "inspect_handler", "json_schema", "to_jsonable"]
+__all__ = [
+    "JSON_SCHEMA_DIALECT",
+    "HandlerSpec",
+    "InvalidInput",
+    "derived_format",
+    "inspect_handler",
+    "json_schema",
+    "to_jsonable",
+]
 
 _NONE = type(None)
 
@@ -81,6 +89,17 @@ def to_jsonable(value: object) -> object:
     if _is_pydantic_model(type(value)) and callable(getattr(value, "model_dump", None)):
         return value.model_dump(mode="json", exclude_none=True)  # type: ignore[attr-defined]
     return value
+
+
+#: The JSON Schema dialect the official SDK names (``$schema``) in the formats it derives.
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def derived_format(tp: object) -> Optional[dict[str, Any]]:
+    """The format derived from a type hint, as the official SDK registers it:
+    its JSON Schema with ``$schema`` (``None`` when nothing useful is known)."""
+    schema = json_schema(tp)
+    return None if schema is None else {**schema, "$schema": JSON_SCHEMA_DIALECT}
 
 
 def json_schema(tp: object) -> Optional[dict[str, Any]]:
@@ -210,6 +229,6 @@ def inspect_handler(fn: Callable[..., Any]) -> HandlerSpec:
         is_async=is_async,
         takes_metadata=takes_metadata,
         input_type=input_type,
-        request_schema=json_schema(input_hint) if input_hint is not None else None,
-        response_schema=json_schema(hints["return"]) if "return" in hints else None,
+        request_schema=derived_format(input_hint) if input_hint is not None else None,
+        response_schema=derived_format(hints["return"]) if "return" in hints else None,
     )

@@ -237,7 +237,12 @@ def test_typed_handlers_convert_validate_and_advertise(iii_engine, worker, calle
     assert schema["type"] == "object"
     assert schema["properties"] == {"a": {"type": "integer"}, "b": {"type": "integer"}}
     assert schema["required"] == ["a"]
-    assert registered["t::a"]["response_format"] == {"type": "integer"}
+    # With $schema, as the official SDK (0.19 and 0.25) registers a derived format.
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert registered["t::a"]["response_format"] == {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "integer",
+    }
     assert registered["t::t"]["request_format"]["properties"] == {"q": {"type": "number"}}
     assert "request_format" not in registered["t::attrs"]
 
@@ -276,13 +281,15 @@ def test_pydantic_models_as_the_official_docstring_uses_them(iii_engine, worker,
     }
     assert GreetModel.dumps == [{"mode": "json", "exclude_none": True}]
     registered = {f["id"]: f for f in iii_engine.frames(type="registerfunction", direction="in")}
-    expected = {"type": "object", "title": "GreetModel", "required": ["message"]}
+    expected = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "title": "GreetModel",
+        "required": ["message"],
+    }
     assert registered["pyd::greet"]["request_format"] == expected
     assert registered["pyd::greet"]["response_format"] == expected
-    assert iii.format_utils.python_type_to_format(GreetModel) == {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        **expected,
-    }
+    assert iii.format_utils.python_type_to_format(GreetModel) == expected
 
 
 def test_explicit_formats_and_http_functions(iii_engine, worker):
