@@ -9,13 +9,11 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 from urllib.parse import quote
 
 import attrs
 import sniffio
-
-from .errors import IIIUsageError
 
 if TYPE_CHECKING:
     from .channels import ChannelReader, ChannelWriter
@@ -109,45 +107,25 @@ class WritableStream:
 
     def __init__(self, writer: ChannelWriter) -> None:
         self._writer = writer
-        self._last: Any = None  # the asyncio task of the latest operation
-
-    def _run(self, make: Any, sync: Any) -> None:
-        flavour = _flavour()
-        if flavour is None:
-            sync()
-            return
-        if flavour != "asyncio":
-            raise IIIUsageError(
-                f"WritableStream cannot write in the background under {flavour}: "
-                "await the ChannelWriter's write()/close_async() instead"
-            )
-        import asyncio
-
-        previous = self._last
-
-        async def run_after() -> None:
-            if previous is not None:
-                await asyncio.shield(previous)
-            await make()
-
-        self._last = asyncio.ensure_future(run_after())
 
     def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Send ``data`` (binary items of at most ``MAX_FRAME_SIZE`` bytes)."""
         chunk = bytes(data)
-        self._run(lambda: self._writer.write(chunk), lambda: self._writer.write_sync(chunk))
+        writer = self._writer
+        if not writer._in_background(lambda: writer._write_now(chunk), "WritableStream"):
+            writer.write_sync(chunk)
 
     def end(self, data: Optional[Union[bytes, bytearray, memoryview]] = None) -> None:
         """Send ``data`` if given, then end the stream (the writer closes)."""
         if data is not None:
             self.write(data)
-        self._run(self._writer.close_async, self._writer.close)
+        writer = self._writer
+        if not writer._in_background(writer._close_now, "WritableStream"):
+            writer.close()
 
     async def drain(self) -> None:
         """Wait until every operation started so far is done (asyncio)."""
-        last = self._last
-        if last is not None:
-            await last
+        await self._writer._after_background()
 
 
 class ReadableStream:

@@ -37,7 +37,7 @@ from iii_protocol.errors import ConnectError, InvocationError
 
 from . import _compat, _invocation, _lifecycle, _otel
 from ._endpoint import Endpoint
-from ._handlers import HandlerSpec, inspect_handler
+from ._handlers import HandlerSpec, inspect_handler, to_jsonable
 from ._invocation import InvocationContext
 from ._registration import Registration
 from ._runtime import Runtime
@@ -102,10 +102,14 @@ class TriggerTypeRef:
     def register_trigger(
         self, function_id: str, config: Any = None, metadata: Any = None
     ) -> Trigger:
-        """Bind ``function_id`` to this trigger type."""
+        """Bind ``function_id`` to this trigger type.  A model as ``config``
+        (pydantic, attrs, a dataclass) is sent as its JSON object."""
         return self._worker.register_trigger(
             RegisterTriggerInput(
-                type=self.id, function_id=function_id, config=config, metadata=metadata
+                type=self.id,
+                function_id=function_id,
+                config=to_jsonable(config),
+                metadata=metadata,
             )
         )
 
@@ -179,13 +183,21 @@ def _request_fields(request: Union[dict[str, Any], TriggerRequest]) -> TriggerRe
             raise ValueError(f"timeout_ms must be a positive number of milliseconds, got {timeout}")
     if request.namespace is not None and not isinstance(request.namespace, str):
         raise TypeError(f"namespace must be a string, got {type(request.namespace).__name__}")
+    if request.dispatch not in (None, "auto", "remote"):
+        raise ValueError(f"dispatch must be 'auto' or 'remote', got {request.dispatch!r}")
     action = _check_action(request.action)
     return request if action is request.action else attrs.evolve(request, action=action)
 
 
-def _format(value: Union[RegisterFunctionFormat, dict[str, Any], None]) -> Any:
+def _format(value: Union[RegisterFunctionFormat, dict[str, Any], type, None]) -> Any:
     if isinstance(value, RegisterFunctionFormat):
         return to_json_value(value)
+    if isinstance(value, type):
+        # A class (a pydantic model, a dataclass, ...) stands for its JSON Schema,
+        # as in the official SDK's register_trigger_type examples.
+        from .format_utils import python_type_to_format
+
+        return python_type_to_format(value)
     return value
 
 

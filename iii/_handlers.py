@@ -21,7 +21,15 @@ import attrs
 import cattrs
 from cattrs.errors import BaseValidationError
 
-__all__ = ["HandlerSpec", "InvalidInput", "inspect_handler", "json_schema", "to_jsonable"]
+__all__ = [
+    "JSON_SCHEMA_DIALECT",
+    "HandlerSpec",
+    "InvalidInput",
+    "derived_format",
+    "inspect_handler",
+    "json_schema",
+    "to_jsonable",
+]
 
 _NONE = type(None)
 
@@ -58,24 +66,49 @@ def _is_struct(tp: object) -> bool:
     )
 
 
+def _is_pydantic_model(tp: object) -> bool:
+    # Duck-typed: the SDK does not import pydantic.
+    return isinstance(tp, type) and callable(getattr(tp, "model_json_schema", None))
+
+
 def to_jsonable(value: object) -> object:
-    """attrs/dataclass results become dicts; everything else is left as is.
+    """attrs/dataclass results become dicts, and so does a pydantic model (its
+    ``model_dump(mode="json", exclude_none=True)``, the object the official
+    SDK sends for it); everything else is left as is.
 
     The SDK's own data models (``_payload_form``) are written as the encoder
     writes them inside payloads, fields that are ``None`` left out.
     """
+    if isinstance(value, type):
+        return value
     form = getattr(value, "_payload_form", None)
-    if form is not None and not isinstance(value, type):
+    if form is not None:
         return form()
-    if (attrs.has(type(value)) or dataclasses.is_dataclass(value)) and not isinstance(value, type):
+    if attrs.has(type(value)) or dataclasses.is_dataclass(value):
         return _converter.unstructure(value)
+    if _is_pydantic_model(type(value)) and callable(getattr(value, "model_dump", None)):
+        return value.model_dump(mode="json", exclude_none=True)  # type: ignore[attr-defined]
     return value
 
 
+#: The JSON Schema dialect the official SDK names (``$schema``) in the formats it derives.
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def derived_format(tp: object) -> Optional[dict[str, Any]]:
+    """The format derived from a type hint, as the official SDK registers it:
+    its JSON Schema with ``$schema`` (``None`` when nothing useful is known)."""
+    schema = json_schema(tp)
+    return None if schema is None else {**schema, "$schema": JSON_SCHEMA_DIALECT}
+
+
 def json_schema(tp: object) -> Optional[dict[str, Any]]:
-    """A JSON Schema for a type annotation, or ``None`` when nothing useful is known."""
+    """A JSON Schema for a type annotation, or ``None`` when nothing useful is known
+    (a pydantic model's is its ``model_json_schema()``)."""
     if tp is Any or tp is inspect.Parameter.empty or tp is None:
         return None
+    if _is_pydantic_model(tp):
+        return dict(tp.model_json_schema())  # type: ignore[attr-defined]
     return _schema(tp, depth=0)
 
 
@@ -196,6 +229,6 @@ def inspect_handler(fn: Callable[..., Any]) -> HandlerSpec:
         is_async=is_async,
         takes_metadata=takes_metadata,
         input_type=input_type,
-        request_schema=json_schema(input_hint) if input_hint is not None else None,
-        response_schema=json_schema(hints["return"]) if "return" in hints else None,
+        request_schema=derived_format(input_hint) if input_hint is not None else None,
+        response_schema=derived_format(hints["return"]) if "return" in hints else None,
     )

@@ -49,7 +49,7 @@ from ._registration import Registration
 from ._version import __version__
 from ._waiters import Cell, LoopWaiter, Outcome, ThreadWaiter, Waiter
 from .errors import RegistrationRejectedError
-from .iii_types import InitOptions, TriggerConfig
+from .iii_types import InitOptions, OtelConfig, TriggerConfig
 
 if TYPE_CHECKING:
     from ._runtime import Runtime
@@ -101,6 +101,15 @@ def _check_options(options: InitOptions) -> None:
     grace = options.shutdown_grace_ms
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not grace >= 0:
         raise ValueError(f"InitOptions.shutdown_grace_ms must be >= 0, got {grace!r}")
+    otel = options.otel
+    if isinstance(otel, dict):
+        # Read as OtelConfig(**otel), as the official SDK reads it: a misspelt
+        # key is an error, not a setting silently dropped.
+        unknown = otel.keys() - {a.name for a in attrs.fields(OtelConfig)}
+        if unknown:
+            raise TypeError(f"InitOptions.otel: unknown keys {sorted(map(str, unknown))}")
+    elif otel is not None and not isinstance(otel, OtelConfig):
+        raise TypeError(f"InitOptions.otel must be an OtelConfig or a dict, got {otel!r}")
 
 
 def make_config(address: Optional[str], options: InitOptions) -> Config:

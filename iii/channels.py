@@ -28,7 +28,10 @@ Every end works two ways, natively:
 * ``await`` it under asyncio or trio (anyio sockets);
 * call the blocking forms (``*_sync``, ``send_message``, ``close``, plain
   ``for``) from plain threads (blocking sockets; calling them on a running
-  event loop raises ``IIIUsageError``).
+  event loop raises ``IIIUsageError``, except a writer's ``send_message`` and
+  ``close`` on asyncio, which run in the background there as in the official
+  SDK, in order with ``writer.stream``'s operations and before any later
+  awaited one).
 
 One object keeps the mode it first connected with.
 
@@ -83,6 +86,7 @@ from ._channel_values import (
     ChannelItem,
     ReadableStream,
     WritableStream,
+    _flavour,
     build_channel_url,
     resolve_headers,
 )
@@ -746,6 +750,9 @@ class ChannelWriter(_ChannelEnd):
     _DIRECTION: ClassVar[Literal["read", "write"]] = "write"
     _UNANSWERED: ClassVar[str] = "the engine did not confirm the end of the stream within {:g}s"
 
+    #: The latest operation started in the background (an asyncio task).
+    _background: Any = None
+
     @functools.cached_property
     def stream(self) -> WritableStream:
         """This writer as a stream whose ``write``/``end`` do not make the caller wait."""
@@ -755,12 +762,14 @@ class ChannelWriter(_ChannelEnd):
 
     async def write(self, data: Union[bytes, bytearray, memoryview]) -> None:
         """Send ``data`` as binary items (64 KiB frames). Empty data sends nothing."""
-        await self._run_async(lambda conn: _op_send(conn, data))
+        await self._after_background()
+        await self._write_now(data)
 
     async def send_message_async(self, msg: str) -> None:
         """Send ``msg`` as one text item."""
         if not isinstance(msg, str):
             raise TypeError(f"send_message takes a str, got {type(msg).__name__}")
+        await self._after_background()
         await self._run_async(lambda conn: _op_send(conn, msg))
 
     async def close_async(self) -> None:
@@ -769,7 +778,53 @@ class ChannelWriter(_ChannelEnd):
         Raises:
             ChannelError: the engine did not confirm the end of the stream.
         """
+        await self._after_background()
+        await self._close_now()
+
+    async def _write_now(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        await self._run_async(lambda conn: _op_send(conn, data))
+
+    async def _close_now(self) -> None:
         await self._close_async(_CLOSE_NORMAL, "")
+
+    # -- in the background (asyncio) -----------------------------------------
+
+    def _in_background(self, make: Callable[[], Any], what: str) -> bool:
+        """On an asyncio loop, start ``make()`` in a task that runs after the
+        background operations started before it, and return True; in a plain
+        thread return False (the caller runs it now).  Under trio, where
+        nothing may run unowned, raise ``IIIUsageError``."""
+        flavour = _flavour()
+        if flavour is None:
+            return False
+        if flavour != "asyncio":
+            raise IIIUsageError(
+                f"{what} cannot run in the background under {flavour}: await the "
+                "ChannelWriter's write()/send_message_async()/close_async() instead"
+            )
+        import asyncio
+
+        previous = self._background
+
+        async def run_after() -> None:
+            if previous is not None:
+                await asyncio.shield(previous)
+            await make()
+
+        self._background = asyncio.ensure_future(run_after())
+        return True
+
+    async def _after_background(self) -> None:
+        """Wait for the background operations started so far (an awaited
+        operation comes after them); raise what failed there."""
+        pending = self._background
+        if pending is None:
+            return
+        import asyncio
+
+        await asyncio.shield(pending)
+        if self._background is pending:
+            self._background = None
 
     async def abort_async(self, reason: str = "writer failed") -> None:
         """Close with 1011 (error) instead of ending the stream normally (best effort).
@@ -800,14 +855,23 @@ class ChannelWriter(_ChannelEnd):
         self._run_sync(lambda conn: _op_send(conn, data))
 
     def send_message(self, msg: str) -> None:
-        """``send_message_async`` for plain threads."""
+        """``send_message_async`` for plain threads; on an asyncio loop it returns
+        at once and sends in the background (``await writer.stream.drain()``
+        waits for it)."""
         if not isinstance(msg, str):
             raise TypeError(f"send_message takes a str, got {type(msg).__name__}")
-        self._run_sync(lambda conn: _op_send(conn, msg))
+
+        async def send() -> None:
+            await self._run_async(lambda conn: _op_send(conn, msg))
+
+        if not self._in_background(send, "ChannelWriter.send_message"):
+            self._run_sync(lambda conn: _op_send(conn, msg))
 
     def close(self) -> None:
-        """``close_async`` for plain threads."""
-        self._close_sync(_CLOSE_NORMAL, "")
+        """``close_async`` for plain threads; on an asyncio loop it returns at
+        once and ends the stream in the background, after what was sent before."""
+        if not self._in_background(self._close_now, "ChannelWriter.close"):
+            self._close_sync(_CLOSE_NORMAL, "")
 
     def abort(self, reason: str = "writer failed") -> None:
         """``abort_async`` for plain threads."""

@@ -11,24 +11,15 @@ import inspect
 import typing
 from typing import Any, Optional
 
-from ._handlers import json_schema
+from ._handlers import derived_format
 
 __all__ = ["extract_request_format", "extract_response_format", "python_type_to_format"]
-
-_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def python_type_to_format(annotation: Any) -> Optional[dict[str, Any]]:
     """The JSON Schema (with ``$schema``) of a type annotation, or ``None`` when
     the annotation says nothing useful (``Any``, missing, unknown classes)."""
-    model_schema = getattr(annotation, "model_json_schema", None)
-    if isinstance(annotation, type) and callable(model_schema):
-        schema: Optional[dict[str, Any]] = dict(model_schema())
-    else:
-        schema = json_schema(annotation)
-    if schema is None:
-        return None
-    return {"$schema": _DIALECT, **schema}
+    return derived_format(annotation)
 
 
 def _hints(func: Any) -> Optional[dict[str, Any]]:

@@ -121,8 +121,8 @@ class TriggerRequest(Model):
 
     ``timeout_ms`` defaults to ``InitOptions.invocation_timeout_ms``;
     ``namespace`` to the worker's namespace (``engine::*`` functions always
-    live in ``default``).  ``dispatch`` is accepted for code that sets it:
-    every call goes through the engine here, whatever its value.
+    live in ``default``).  ``dispatch`` (``"auto"`` or ``"remote"``) is
+    accepted for code that sets it: every call goes through the engine here.
     """
 
     function_id: str

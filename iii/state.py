@@ -101,12 +101,12 @@ class StateEventType(str, enum.Enum):
 class StateEventData(Model, Generic[TData]):
     """What a ``state`` trigger delivers when a key changes."""
 
+    type: str = "state"
     event_type: StateEventType
     scope: str
     key: str
     old_value: Optional[TData] = None
     new_value: Optional[TData] = None
-    type: str = "state"
 
 
 class IState(abc.ABC, Generic[TData]):

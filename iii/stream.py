@@ -123,53 +123,53 @@ class StreamListGroupsInput(Model):
 class UpdateSet(Model):
     """Set ``path`` to ``value``."""
 
+    type: str = "set"
     path: str
     value: Any
-    type: str = "set"
 
 
 @attrs.frozen(kw_only=True)
 class UpdateIncrement(Model):
     """Add ``by`` to the number at ``path``."""
 
+    type: str = "increment"
     path: str
     by: Union[int, float]
-    type: str = "increment"
 
 
 @attrs.frozen(kw_only=True)
 class UpdateDecrement(Model):
     """Subtract ``by`` from the number at ``path``."""
 
+    type: str = "decrement"
     path: str
     by: Union[int, float]
-    type: str = "decrement"
 
 
 @attrs.frozen(kw_only=True)
 class UpdateAppend(Model):
     """Append ``value`` to the array (or string) at ``path`` (the root when ``None``)."""
 
-    value: Any
-    path: Optional[MergePath] = None
     type: str = "append"
+    path: Optional[MergePath] = None
+    value: Any
 
 
 @attrs.frozen(kw_only=True)
 class UpdateRemove(Model):
     """Remove the key at ``path``."""
 
-    path: str
     type: str = "remove"
+    path: str
 
 
 @attrs.frozen(kw_only=True)
 class UpdateMerge(Model):
     """Shallow-merge the object ``value`` at ``path`` (the root when ``None``)."""
 
-    value: Any
-    path: Optional[MergePath] = None
     type: str = "merge"
+    path: Optional[MergePath] = None
+    value: Any
 
 
 #: One operation of a stream or state ``update`` (set, merge, increment, decrement, remove, append).

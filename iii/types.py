@@ -129,7 +129,6 @@ class HttpResponse:
 
     def __init__(self, writer: ChannelWriter) -> None:
         self._writer = writer
-        self._stream: Optional[WritableStream] = None
 
     async def status(self, status_code: int) -> None:
         """Send the response status (before the body)."""
@@ -145,10 +144,9 @@ class HttpResponse:
 
     @property
     def stream(self) -> WritableStream:
-        """The body as a ``WritableStream`` (writes do not wait)."""
-        if self._stream is None:
-            self._stream = WritableStream(self._writer)
-        return self._stream
+        """The body as a ``WritableStream`` (writes do not wait): ``writer.stream``,
+        so its writes keep their order with the writer's own operations."""
+        return self._writer.stream
 
     @property
     def writer(self) -> ChannelWriter:

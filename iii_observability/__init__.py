@@ -1,10 +1,11 @@
 """Observability for iii workers: a structured ``Logger``, trace context, spans.
 
 ``Logger().info("charged", {"order": 42})`` logs through the standard
-``logging`` module with the data dict attached to the record
-(``record.iii_data``); when OpenTelemetry is in use, the current trace and
-span ids are attached too (``record.trace_id`` / ``record.span_id``), so log
-lines join their traces.
+``logging`` module (logger ``iii.logger``, as the official SDK's) with the
+data dict attached to the record (``record.data``, as the official SDK sets
+it, and ``record.iii_data``, ``{}`` when there is none); when OpenTelemetry
+is in use, the current trace and span ids are attached too
+(``record.trace_id`` / ``record.span_id``), so log lines join their traces.
 
 The trace helpers (``current_trace_id``, ``inject_traceparent``,
 ``with_span``, ``set_current_span_attribute``, ...) use OpenTelemetry when it
@@ -400,7 +401,8 @@ class Logger:
         trace_id: attach this trace id instead of the current one.
         service_name: attached to every record (``record.service_name``).
         span_id: attach this span id instead of the current one.
-        name: the stdlib logger name (default ``"iii"``).
+        name: the stdlib logger name (default ``"iii.logger"``, the official
+            SDK's: configuring ``iii.logger`` or its parent ``iii`` both apply).
     """
 
     def __init__(
@@ -409,7 +411,7 @@ class Logger:
         service_name: Optional[str] = None,
         span_id: Optional[str] = None,
         *,
-        name: str = "iii",
+        name: str = "iii.logger",
     ) -> None:
         self._logger = logging.getLogger(name)
         self._trace_id = trace_id
@@ -419,7 +421,8 @@ class Logger:
     def _log(self, level: int, message: str, data: Any) -> None:
         if not self._logger.isEnabledFor(level):
             return
-        extra: dict[str, Any] = {"iii_data": data if data is not None else {}}
+        # ``data`` is the official SDK's record field (formatters use %(data)s).
+        extra: dict[str, Any] = {"data": data, "iii_data": data if data is not None else {}}
         extra.update(_trace_ids())
         if self._trace_id is not None:
             extra["trace_id"] = self._trace_id

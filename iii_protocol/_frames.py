@@ -8,7 +8,7 @@ their value is JSON ``null`` (``InvokeFunction.data``, ``RegisterTrigger.config`
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional, Union, final, get_args
+from typing import Any, ClassVar, Literal, Optional, Union, final, get_args
 
 import attrs
 
@@ -186,9 +186,10 @@ class StreamChannelRef:
 
     def model_dump(
         self, *, mode: str = "python", by_alias: bool = False, exclude_none: bool = False
-    ) -> JSONObject:
+    ) -> dict[str, Any]:
         """The ref's JSON object (what code written for pydantic refs calls; the
-        arguments change nothing for a ref)."""
+        arguments change nothing for a ref).  Typed as pydantic's, so that
+        ``StreamChannelRef(**ref.model_dump())`` type-checks."""
         return self._payload_form()
 
     @classmethod

@@ -169,8 +169,12 @@ class TransportError(IIIError):
     """Base class of socket failures raised by the transports (``ConnectError``)."""
 
 
-class ConnectError(TransportError):
-    """Could not open the connection to the engine."""
+class ConnectError(TransportError, ConnectionError):
+    """Could not open the connection to the engine.
+
+    Also a ``ConnectionError`` (an ``OSError``), which is what the official
+    SDK's ``register_worker`` raises, so ``except ConnectionError`` catches it.
+    """
 
 
 class UpgradeRefused(ConnectError):
@@ -192,8 +196,11 @@ class ConnectionClosed(IIIError):
     """
 
 
-class ConnectionFailed(IIIError):
+class ConnectionFailed(IIIError, ConnectionError):
     """Terminal: the engine refused this worker, or reconnection gave up.
+
+    Also a ``ConnectionError`` (an ``OSError``), which is what the official
+    SDK raises when its retries run out, so ``except ConnectionError`` catches it.
 
     Attributes:
         code: ``WORKER_NAMESPACE_CONFLICT`` (or another fatal rejection code),

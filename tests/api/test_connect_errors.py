@@ -117,6 +117,22 @@ def test_refused(runtime, caplog):
     assert "refused" in str(error).lower()
 
 
+def test_connect_failures_are_connection_errors(caplog):
+    # The official SDK's register_worker raises ConnectionError when it cannot
+    # connect (retries exhausted): code catching that catches ours too.
+    url = f"ws://127.0.0.1:{free_port()}"
+    with caplog.at_level(logging.DEBUG, logger="iii"):
+        error = register(url, "thread", caplog)
+    assert isinstance(error, ConnectionError)
+    few = iii.ReconnectionConfig(initial_delay_ms=10, max_delay_ms=20, max_retries=1)
+    with pytest.raises(ConnectionError) as info:
+        iii.register_worker(url, iii.InitOptions(reconnection_config=few))
+    assert isinstance(info.value, iii.ConnectionFailed)
+    assert info.value.code == "RETRIES_EXHAUSTED"
+    rejected = iii.RegistrationRejectedError("WORKER_NAMESPACE_CONFLICT", "ns", "w", "id")
+    assert isinstance(rejected, ConnectionError)
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_unknown_host(runtime, caplog):
     url = "ws://no-such-host.invalid:49134"

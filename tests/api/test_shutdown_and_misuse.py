@@ -221,6 +221,10 @@ BAD_REQUESTS: list[tuple[Any, type[Exception]]] = [
     ({"function_id": "f", "action": iii.TriggerAction.Enqueue(queue="")}, ValueError),
     ({"function_id": "f", "action": iii.TriggerActionEnqueue(queue=None)}, TypeError),  # type: ignore[arg-type]
     ({"function_id": "f", "namespace": 3}, TypeError),
+    # The official SDK's values are "auto" and "remote" (ValueError otherwise).
+    ({"function_id": "f", "dispatch": "sideways"}, ValueError),
+    ({"function_id": "f", "dispatch": ""}, ValueError),
+    (iii.TriggerRequest(function_id="f", dispatch="local"), ValueError),  # type: ignore[arg-type]
 ]
 
 
@@ -246,14 +250,15 @@ def test_bad_trigger_arguments_are_typed_and_nothing_is_sent(iii_engine):
         anyio.run(main)
         # The well-formed spellings work (dict actions too).
         assert worker.trigger({"function_id": "f", "timeout_ms": 5000}) == "ok"
+        assert worker.trigger({"function_id": "f", "dispatch": "remote"}) == "ok"
         assert worker.trigger({"function_id": "f", "action": {"type": "void"}}) is None
         # The engine knows the "default" queue only (unless configured otherwise).
         receipt = worker.trigger(
             {"function_id": "f", "action": {"type": "enqueue", "queue": "default"}}
         )
         assert isinstance(receipt, iii.EnqueueResult)
-        iii_engine.wait_for(lambda: sent_calls(iii_engine) >= before + 3)
-        assert sent_calls(iii_engine) == before + 3
+        iii_engine.wait_for(lambda: sent_calls(iii_engine) >= before + 4)
+        assert sent_calls(iii_engine) == before + 4
     finally:
         worker.shutdown()
 
@@ -297,6 +302,25 @@ def test_bad_registration_arguments(iii_engine):
 def test_bad_options_are_refused_before_connecting(options):
     with pytest.raises(ValueError, match=next(iter(options))):
         iii.register_worker("ws://127.0.0.1:1", opts(**options))
+
+
+@pytest.mark.parametrize(
+    ("otel", "message"),
+    [
+        ({"enabled": False, "service_nam": "svc"}, r"unknown keys \['service_nam'\]"),
+        (True, "must be an OtelConfig or a dict"),
+    ],
+)
+def test_bad_otel_options_are_refused_before_connecting(otel, message):
+    # The official SDK reads a dict as OtelConfig(**otel): a misspelt key is a TypeError.
+    with pytest.raises(TypeError, match=message):
+        iii.register_worker("ws://127.0.0.1:1", opts(otel=otel))
+
+
+def test_otel_options_of_every_official_field_are_accepted(iii_engine):
+    fields: dict[str, Any] = {a.name: a.default for a in attrs.fields(iii.OtelConfig)}
+    for otel in (fields, iii.OtelConfig(**fields), {"enabled": False}):
+        iii.register_worker(iii_engine.url, opts(worker_name="otel", otel=otel)).shutdown()
 
 
 def test_bad_address():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Optional, TypedDict
+from typing import Any, ClassVar, Optional, TypedDict
 
 import attrs
 import pytest
@@ -237,9 +237,59 @@ def test_typed_handlers_convert_validate_and_advertise(iii_engine, worker, calle
     assert schema["type"] == "object"
     assert schema["properties"] == {"a": {"type": "integer"}, "b": {"type": "integer"}}
     assert schema["required"] == ["a"]
-    assert registered["t::a"]["response_format"] == {"type": "integer"}
+    # With $schema, as the official SDK (0.19 and 0.25) registers a derived format.
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert registered["t::a"]["response_format"] == {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "integer",
+    }
     assert registered["t::t"]["request_format"]["properties"] == {"q": {"type": "number"}}
     assert "request_format" not in registered["t::attrs"]
+
+
+class GreetModel:
+    """Shaped like a pydantic model (the SDK duck-types them; pydantic is not a dependency)."""
+
+    dumps: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, message: str, note: Optional[str] = None) -> None:
+        self.message = message
+        self.note = note
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        return {"type": "object", "title": cls.__name__, "required": ["message"]}
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        GreetModel.dumps.append(kwargs)
+        out = {"message": self.message, "note": self.note}
+        if kwargs.get("exclude_none"):
+            out = {k: v for k, v in out.items() if v is not None}
+        return out
+
+
+def test_pydantic_models_as_the_official_docstring_uses_them(iii_engine, worker, caller):
+    # register_function's official example: a handler annotated with pydantic
+    # models advertises their schemas and returns a model, sent as its object.
+    async def greet(data: GreetModel) -> GreetModel:
+        return GreetModel(message=f"Hello, {data['name']}!")  # type: ignore[index]
+
+    worker.register_function("pyd::greet", greet)
+    wait_registered(iii_engine, "pyd::greet")
+    assert caller.trigger({"function_id": "pyd::greet", "payload": {"name": "Ada"}}) == {
+        "message": "Hello, Ada!"
+    }
+    assert GreetModel.dumps == [{"mode": "json", "exclude_none": True}]
+    registered = {f["id"]: f for f in iii_engine.frames(type="registerfunction", direction="in")}
+    expected = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "title": "GreetModel",
+        "required": ["message"],
+    }
+    assert registered["pyd::greet"]["request_format"] == expected
+    assert registered["pyd::greet"]["response_format"] == expected
+    assert iii.format_utils.python_type_to_format(GreetModel) == expected
 
 
 def test_explicit_formats_and_http_functions(iii_engine, worker):

@@ -382,6 +382,67 @@ def test_blocking_calls_on_an_event_loop_are_refused(backend: str) -> None:
     anyio.run(main, backend=backend)
 
 
+def test_send_message_and_close_on_asyncio_run_in_the_background_in_order() -> None:
+    # The official SDK's writer.send_message() / writer.close() on a running loop
+    # are fire-and-forget; frameworks call them from async handlers (after
+    # writer.stream.write(...)).  They keep their order with the stream's writes
+    # and come before any later awaited operation.
+    def script(peer: Peer) -> None:
+        peer.handshake()
+        peer.accept()
+        peer.receive_until_close()
+
+    with FakeChannelServer(script) as server:
+        writer = _writer(server)
+
+        async def main() -> None:
+            await writer.write(b"a")
+            writer.stream.write(b"b")
+            writer.send_message("c")
+            writer.stream.write(b"d")
+            await writer.send_message_async("e")  # waits for b, c, d
+            writer.send_message("f")
+            writer.close()
+            assert not writer._background.done()  # close() returned at once
+            await writer.stream.drain()
+            await writer.close_async()  # idempotent, after the background close
+
+        anyio.run(main, backend="asyncio")
+    assert server.peers[0].received == [b"a", b"b", "c", b"d", "e", "f"]
+    assert server.peers[0].close_code == 1000
+    assert writer.closed
+
+
+def test_a_failed_background_operation_is_raised_by_the_next_awaited_one() -> None:
+    def script(peer: Peer) -> None:
+        peer.reject(404)
+
+    with FakeChannelServer(script) as server:
+        writer = _writer(server)
+
+        async def main() -> None:
+            writer.send_message("lost")
+            with pytest.raises(ChannelError):
+                await writer.write(b"x")
+            with pytest.raises(ChannelError):
+                await writer.stream.drain()
+
+        anyio.run(main, backend="asyncio")
+
+
+def test_send_message_and_close_under_trio_ask_for_the_async_forms() -> None:
+    writer = ChannelWriter("ws://127.0.0.1:9", {**REF, "direction": "write"})
+
+    async def main() -> None:
+        with pytest.raises(IIIUsageError, match="send_message_async"):
+            writer.send_message("x")
+        with pytest.raises(IIIUsageError, match="close_async"):
+            writer.close()
+
+    anyio.run(main, backend="trio")
+    assert not writer.closed
+
+
 def test_an_end_keeps_the_mode_it_started_with() -> None:
     def script(peer: Peer) -> None:
         peer.handshake()

@@ -9,6 +9,7 @@ official SDK; this file pins the behaviour behind each form.)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import pickle
 import re
@@ -144,6 +145,63 @@ def test_trigger_type_ref_registers_functions_and_takes_metadata_by_position(
     assert seen == [("forms::bound", {"n": 1}, {"owner": "me"})]
 
 
+class WebhookConfig:
+    """Shaped like a pydantic model (duck-typed: pydantic is not a dependency)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, Any]:
+        return {"type": "object", "properties": {"url": {"type": "string"}}}
+
+    def model_dump(self, **_: Any) -> dict[str, Any]:
+        return {"url": self.url}
+
+
+@dataclasses.dataclass
+class WebhookCall:
+    body: str
+
+
+def test_a_typed_trigger_type_as_the_official_docstring_shows_it(
+    iii_engine: EngineThread, worker: Any
+):
+    # register_trigger_type's official example: model classes as the formats, and a
+    # model instance as the config given to TriggerTypeRef.register_trigger.
+    seen: list[Any] = []
+
+    class Provider(iii.TriggerHandler[Any]):
+        async def register_trigger(self, config: iii.TriggerConfig[Any]) -> None:
+            seen.append(config.config)
+
+    ref = worker.register_trigger_type(
+        iii.RegisterTriggerTypeInput(
+            id="forms-webhook",
+            description="Webhook trigger",
+            trigger_request_format=WebhookConfig,
+            call_request_format=WebhookCall,
+        ),
+        Provider(),
+    )
+    frame: dict[str, Any] = iii_engine.wait_for_frame(
+        "registertriggertype", direction="in", where=lambda f: f.get("id") == "forms-webhook"
+    )
+    dialect = "https://json-schema.org/draft/2020-12/schema"
+    assert frame["trigger_request_format"] == {
+        "$schema": dialect,
+        **WebhookConfig.model_json_schema(),
+    }
+    assert frame["call_request_format"]["$schema"] == dialect
+    assert frame["call_request_format"]["properties"] == {"body": {"type": "string"}}
+    ref.register_function("forms::hook", lambda data: data)
+    iii_engine.wait_for_function("forms::hook")
+    ref.register_trigger("forms::hook", WebhookConfig(url="/hook"))
+    ref.register_trigger("forms::hook", WebhookCall(body="b"))
+    iii_engine.wait_for(lambda: len(seen) == 2)
+    assert sorted(seen, key=str) == [{"body": "b"}, {"url": "/hook"}]
+
+
 # -- results and payloads ----------------------------------------------------------------
 
 
@@ -205,8 +263,11 @@ def test_models_read_like_their_json_objects():
     assert nested.model_dump(exclude_none=True) == {
         "scope": "s",
         "key": "k",
-        "ops": [{"value": {"a": 1}, "type": "merge"}],
+        "ops": [{"type": "merge", "value": {"a": 1}}],
     }
+    # Fields in the official models' order: model_dump() and the JSON text read the same.
+    assert list(UpdateIncrement(path="n", by=1).model_dump()) == ["type", "path", "by"]
+    assert list(UpdateMerge(value={}).model_dump()) == ["type", "path", "value"]
     with pytest.raises(KeyError):
         value["nope"]
     response: ApiResponse[str] = ApiResponse(statusCode=201, body="x")
@@ -491,6 +552,12 @@ def test_logger_takes_the_official_arguments(caplog: pytest.LogCaptureFixture):
         "svc",
     )
     assert first["iii_data"] == {"k": 1}
+    # The official SDK's logger name and record field: handlers and formatters
+    # written for it (logging.getLogger("iii.logger"), "%(data)s") work as they are.
+    assert [r.name for r in caplog.records] == ["iii.logger", "iii.logger"]
+    assert [r.data for r in caplog.records] == [{"k": 1}, None]  # type: ignore[attr-defined]
+    formatter = logging.Formatter("%(levelname)s %(message)s %(data)s")
+    assert formatter.format(caplog.records[1]) == "WARNING plain None"
 
 
 def test_redaction_and_truncation():

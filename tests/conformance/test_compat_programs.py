@@ -2,10 +2,16 @@
 
 Each program in ``programs/`` uses one official release's API only (its
 names, its call forms): for 0.25, a sync worker, an asyncio worker awaiting
-``trigger_async`` on its own loop, and a trigger type whose bindings are fired
-with a data channel; for 0.19, a sync worker with that release's names.  Each
-runs twice against one reference engine, once on that official iii-sdk (its
-venv) and once on ours; the two outputs must be equal, line for line.
+``trigger_async`` on its own loop, a trigger type whose bindings are fired
+with a data channel, handlers writing channels with the official
+fire-and-forget forms, an application made inside ``asyncio.run``, and a
+trigger type provider; for 0.19, a sync worker with that release's names,
+channels made and read its way (from async and from sync handlers), HTTP
+functions streaming their responses as the motia framework does, and ``III``
+constructed directly as frameworks do.  Each runs twice against one reference
+engine (its URL, the worker's name and the engine's HTTP URL as arguments),
+once on that official iii-sdk (its venv) and once on ours; the two outputs
+must be equal, line for line.
 """
 
 from __future__ import annotations
@@ -31,7 +37,14 @@ RELEASE = {
     "sync_worker": "0.25.0",
     "async_worker": "0.25.0",
     "trigger_type_channel": "0.25.0",
+    "handler_channels": "0.25.0",
+    "asyncio_app": "0.25.0",
+    "trigger_provider": "0.25.0",
     "legacy_worker": "0.19.7",
+    "legacy_channels": "0.19.7",
+    "http_stream": "0.19.7",
+    "sync_handler_channels": "0.19.7",
+    "direct_client": "0.19.7",
 }
 
 
@@ -44,9 +57,9 @@ def engine() -> Iterator[EngineThread]:
         yield running
 
 
-def _run(python: Path, program: str, url: str, name: str, home: Path) -> str:
+def _run(python: Path, program: str, engine: EngineThread, name: str, home: Path) -> str:
     proc = subprocess.run(
-        [str(python), str(PROGRAMS / f"{program}.py"), url, name],
+        [str(python), str(PROGRAMS / f"{program}.py"), engine.url, name, engine.http_url],
         capture_output=True,
         text=True,
         env=_clean_env(home, (), otel=False),
@@ -66,8 +79,8 @@ def test_official_program_runs_the_same_on_ours(
     engine: EngineThread, peers: Peers, tmp_path: Path, program: str
 ) -> None:
     python = peers.python[RELEASE[program]]
-    official = _run(python, program, engine.url, f"official-{program}", tmp_path)
-    ours = _run(Path(sys.executable), program, engine.url, f"ours-{program}", tmp_path)
+    official = _run(python, program, engine, f"official-{program}", tmp_path)
+    ours = _run(Path(sys.executable), program, engine, f"ours-{program}", tmp_path)
     assert ours.splitlines() == official.splitlines()
     assert official.rstrip().endswith("done")  # the program ran to its end on both
 
