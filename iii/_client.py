@@ -9,6 +9,7 @@ runtime (``_runtime``, ``_thread_runtime``, ``_loop_runtime``).
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import threading
@@ -59,6 +60,8 @@ from .iii_types import (
     TriggerRequest,
     WorkerInfo,
 )
+
+log = logging.getLogger("iii")
 
 if TYPE_CHECKING:  # channels (and anyio with them) load on first use
     from .channels import Channel
@@ -270,12 +273,22 @@ class III:
     def add_connection_state_listener(
         self, handler: Callable[[IIIConnectionState], None]
     ) -> Callable[[], None]:
-        """Call ``handler(state)`` on every state change; returns an unsubscribe function.
+        """Call ``handler(state)`` at once with the current state (on the
+        caller's thread), then on every state change; returns an unsubscribe
+        function.
 
-        It runs on the thread that saw the change (the worker's I/O thread,
-        or its loop for ``register_worker_async``) and must not block.
+        Changes run on the thread that saw them (the worker's I/O thread, or
+        its loop for ``register_worker_async``): the handler must not block.
+        A change right as it subscribes may be seen twice; the last call always
+        has the latest state.  An exception from the handler is logged.
         """
-        return _subscribe(self._session.state_listeners, handler)
+        session = self._session
+        unsubscribe = _subscribe(session.state_listeners, handler)
+        try:
+            handler(session.state)  # type: ignore[arg-type]
+        except Exception:
+            log.exception("connection state listener failed")
+        return unsubscribe
 
     def add_registration_rejected_listener(
         self, listener: Callable[[RegistrationRejectedError], None]

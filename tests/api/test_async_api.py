@@ -131,6 +131,7 @@ def test_timeout_connection_lost_and_reconnect(iii_engine, run):
         async with iii.register_worker_async(iii_engine.url, opts(worker_name="al")) as w:
             states: list[str] = []
             w.add_connection_state_listener(states.append)
+            assert states == ["connected"]  # called at once with the current state
 
             async def hang(data: Any) -> None:
                 await anyio.sleep(10)

@@ -4,9 +4,9 @@ Each program in ``programs/`` uses one official release's API only (its
 names, its call forms): for 0.25, a sync worker, an asyncio worker awaiting
 ``trigger_async`` on its own loop, a trigger type whose bindings are fired
 with a data channel, handlers writing channels with the official
-fire-and-forget forms, an application made inside ``asyncio.run``, and a
-trigger type provider; for 0.19, a sync worker with that release's names,
-channels made and read its way (from async and from sync handlers), HTTP
+fire-and-forget forms, an application made inside ``asyncio.run``, a
+trigger type provider, and connection-state listeners; for 0.19, a sync
+worker with that release's names, channels made and read its way (from async and from sync handlers), HTTP
 functions streaming their responses as the motia framework does, and ``III``
 constructed directly as frameworks do.  Each runs twice against one reference
 engine (its URL, the worker's name and the engine's HTTP URL as arguments),
@@ -40,6 +40,7 @@ RELEASE = {
     "handler_channels": "0.25.0",
     "asyncio_app": "0.25.0",
     "trigger_provider": "0.25.0",
+    "state_listeners": "0.25.0",
     "legacy_worker": "0.19.7",
     "legacy_channels": "0.19.7",
     "http_stream": "0.19.7",
