@@ -6,12 +6,12 @@ names, its call forms): for 0.25, a sync worker, an asyncio worker awaiting
 with a data channel, handlers writing channels with the official
 fire-and-forget forms, an application made inside ``asyncio.run``, a
 trigger type provider, and connection-state listeners; for 0.19, a sync
-worker with that release's names, channels made and read its way (from async and from sync handlers), HTTP
-functions streaming their responses as the motia framework does, and ``III``
-constructed directly as frameworks do.  Each runs twice against one reference
-engine (its URL, the worker's name and the engine's HTTP URL as arguments),
-once on that official iii-sdk (its venv) and once on ours; the two outputs
-must be equal, line for line.
+worker with that release's names, channels made and read its way (from
+async and from sync handlers), HTTP functions streaming their responses as
+the motia framework does, and ``III`` constructed directly as frameworks
+do.  Each runs twice against one reference engine (its URL, the worker's
+name and the engine's HTTP URL as arguments), once on that official iii-sdk
+(its venv) and once on ours; the two outputs must be equal, line for line.
 """
 
 from __future__ import annotations
