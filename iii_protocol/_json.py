@@ -91,11 +91,44 @@ def _check_int(value: int) -> None:
             raise NotJSONError("integer too large for a JSON number") from None
 
 
+def _key_text(key: object) -> str:
+    """The object key the stdlib writes for ``key`` (a number, a bool or ``None``)."""
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return json.dumps(key)
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        if key != key or key in (_INF, -_INF):
+            raise NotJSONError(f"object key {key!r} is not a finite number")
+        return float.__repr__(key)
+    raise NotJSONError(f"object key {key!r} is not a string, a number, a bool or None")
+
+
+_INF = float("inf")
+
+
+def _check_keys(item: dict[object, object]) -> None:
+    # Numbers, bools and None are written as strings, as the stdlib (and so
+    # the official SDK) writes them; two keys that would read back the same
+    # would lose a value without a word, so they are refused.
+    seen: dict[str, object] = {}
+    for key in item:
+        text = _key_text(key)
+        if text in seen:
+            raise NotJSONError(
+                f"object keys {seen[text]!r} and {key!r} would both be written as {text!r}"
+            )
+        seen[text] = key
+
+
 def _check_tree(value: object) -> None:
     """Refuse what the stdlib would write (or fail on, at a depth that depends
     on the Python version) but JSON readers refuse: nesting past
-    ``MAX_WRITE_DEPTH``, cycles, non-string keys (it writes them as strings)
-    and integers beyond a double's range."""
+    ``MAX_WRITE_DEPTH``, cycles, keys that are not strings, numbers, bools or
+    ``None`` (those are written as strings), two keys written the same, and
+    integers beyond a double's range."""
     if not isinstance(value, _CONTAINERS):
         if type(value) is int:
             _check_int(value)
@@ -114,7 +147,8 @@ def _check_tree(value: object) -> None:
         if isinstance(item, dict):
             for key in item:
                 if not isinstance(key, str):
-                    raise NotJSONError(f"object key {key!r} is not a string")
+                    _check_keys(item)
+                    break
             children: Iterable[object] = item.values()
         else:
             children = item
@@ -143,9 +177,12 @@ def dumps(value: object) -> str:
     """Write ``value`` as compact JSON text.
 
     Raises:
-        NotJSONError: the value holds NaN or an infinity, a non-string key, a
-            circular reference, an integer beyond a double's range, nesting
-            deeper than ``MAX_WRITE_DEPTH`` or an object that has no JSON form.
+        NotJSONError: the value holds NaN or an infinity, an object key that is
+            not a string, a number, a bool or ``None`` (numbers, bools and
+            ``None`` are written as strings, as the stdlib writes them; two
+            keys written the same are refused), a circular reference, an
+            integer beyond a double's range, nesting deeper than
+            ``MAX_WRITE_DEPTH`` or an object that has no JSON form.
     """
     try:
         raw = orjson.dumps(value, option=_OPTIONS)

@@ -607,6 +607,13 @@ def test_trigger_types_and_bindings(iii_engine, worker, caller):
     assert events[-1][1].id == trigger.id
 
 
+def test_a_result_with_number_keys_is_answered_as_json_dumps_writes_it(iii_engine, worker, caller):
+    # Official code may count by status code: {404: 3} is {"404": 3}, as json.dumps has it.
+    worker.register_function("keys::count", lambda d: {404: 3, 200: 1})
+    wait_registered(iii_engine, "keys::count")
+    assert caller.trigger({"function_id": "keys::count", "payload": None}) == {"404": 3, "200": 1}
+
+
 def test_a_trigger_handler_may_override_with_a_sync_method(iii_engine, worker, caller):
     # Typed as the base allows (mypy checks this file): a sync override of one
     # method, the other left as the base's no-op.

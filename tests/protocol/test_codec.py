@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import json
 import math
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -374,7 +375,7 @@ def test_payload_error_names_the_frame_type() -> None:
         object(),
         b"bytes",
         datetime.datetime(2026, 1, 1),
-        {"k": {1: "int key"}},
+        {"k": {1: "int key", "1": "the same key as a string"}},
         {"a": [{"b": {(1, 2): 0}}]},
         "lone \ud800 surrogate",
         {"key \udfff": 1},
@@ -384,7 +385,7 @@ def test_payload_error_names_the_frame_type() -> None:
         "object",
         "bytes",
         "datetime",
-        "int-key",
+        "int-key-twice",
         "tuple-key",
         "surrogate",
         "surrogate-key",
@@ -393,6 +394,34 @@ def test_payload_error_names_the_frame_type() -> None:
 def test_values_with_no_strict_json_form_are_refused(value: object) -> None:
     with pytest.raises(PayloadError):
         encode_frame(InvokeFunction(function_id="f", data=value))  # type: ignore[arg-type]
+
+
+def test_number_bool_and_none_keys_are_written_as_the_stdlib_writes_them() -> None:
+    # As json.dumps (and so the official SDK) writes them: {404: 3} is {"404": 3}.
+    value = {"a": {404: 3, -1: [{2.5: None}]}, True: 1, False: 0, None: "n", 10**30: "wide"}
+    expected = json.dumps(value, separators=(",", ":"))
+    assert dumps(value) == expected
+    assert encode_frame(InvokeFunction(function_id="f", data=value)) == (  # type: ignore[arg-type]
+        '{"type":"invokefunction","function_id":"f","data":' + expected + "}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({1: "a", "1": "b"}, "object keys 1 and '1' would both be written as '1'"),
+        ({True: "a", "true": "b"}, "object keys True and 'true' would both be written"),
+        ({1.0e16: "a", "1e+16": "b"}, "would both be written as '1e+16'"),
+        ({math.nan: 1}, "object key nan is not a finite number"),
+        ({-math.inf: 1}, "object key -inf is not a finite number"),
+        ({b"k": 1}, "object key b'k' is not a string, a number, a bool or None"),
+    ],
+)
+def test_keys_that_cannot_be_written_or_would_collide_are_refused(
+    value: dict[object, object], message: str
+) -> None:
+    with pytest.raises(NotJSONError, match=re.escape(message)):
+        dumps(value)
 
 
 def test_dataclass_payload_is_refused() -> None:

@@ -891,7 +891,13 @@ def test_outbound_over_the_size_limit_is_refused(make: MakePair) -> None:
 def test_payload_with_no_json_form_is_refused(make: MakePair) -> None:
     pair, engine = connected(make)
     conn = pair.conn
-    for data in [math.nan, {"s": "\ud800"}, {1: "int key"}, object()]:
+    for data in [
+        math.nan,
+        {"s": "\ud800"},
+        {(1, 2): "tuple key"},
+        {1: "int key", "1": "again"},
+        object(),
+    ]:
         with pytest.raises(PayloadError) as info:
             conn.invoke("f", data, now=0.0)  # type: ignore[arg-type]
         assert info.value.function_id == "f"
