@@ -21,6 +21,8 @@ import attrs
 import cattrs
 from cattrs.errors import BaseValidationError
 
+from iii_protocol._json import is_pydantic_model, pydantic_form
+
 __all__ = [
     "JSON_SCHEMA_DIALECT",
     "HandlerSpec",
@@ -73,8 +75,8 @@ def _is_pydantic_model(tp: object) -> bool:
 
 def to_jsonable(value: object) -> object:
     """attrs/dataclass results become dicts, and so does a pydantic model (its
-    ``model_dump(mode="json", exclude_none=True)``, the object the official
-    SDK sends for it); everything else is left as is.
+    ``model_dump(mode="json", by_alias=True, exclude_none=True)``, the object
+    the official SDK sends for it); everything else is left as is.
 
     The SDK's own data models (``_payload_form``) are written as the encoder
     writes them inside payloads, fields that are ``None`` left out.
@@ -86,8 +88,8 @@ def to_jsonable(value: object) -> object:
         return form()
     if attrs.has(type(value)) or dataclasses.is_dataclass(value):
         return _converter.unstructure(value)
-    if _is_pydantic_model(type(value)) and callable(getattr(value, "model_dump", None)):
-        return value.model_dump(mode="json", exclude_none=True)  # type: ignore[attr-defined]
+    if is_pydantic_model(value):
+        return pydantic_form(value)
     return value
 
 

@@ -75,7 +75,24 @@ def _default(value: object) -> object:
     form = getattr(value, "_payload_form", None)
     if form is not None and not isinstance(value, type):
         return form()
+    if is_pydantic_model(value):
+        return pydantic_form(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def is_pydantic_model(value: object) -> bool:
+    """Whether ``value`` is a pydantic model instance (duck-typed: pydantic is
+    not a dependency)."""
+    cls = type(value)
+    return callable(getattr(cls, "model_json_schema", None)) and callable(
+        getattr(value, "model_dump", None)
+    )
+
+
+def pydantic_form(model: object) -> object:
+    """A pydantic model's JSON object, as the official SDK writes one
+    (its own messages are dumped with aliases and without ``None`` fields)."""
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)  # type: ignore[attr-defined]
 
 
 Container = Union[dict[object, object], list[object], tuple[object, ...]]

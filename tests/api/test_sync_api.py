@@ -279,7 +279,7 @@ def test_pydantic_models_as_the_official_docstring_uses_them(iii_engine, worker,
     assert caller.trigger({"function_id": "pyd::greet", "payload": {"name": "Ada"}}) == {
         "message": "Hello, Ada!"
     }
-    assert GreetModel.dumps == [{"mode": "json", "exclude_none": True}]
+    assert GreetModel.dumps == [{"mode": "json", "by_alias": True, "exclude_none": True}]
     registered = {f["id"]: f for f in iii_engine.frames(type="registerfunction", direction="in")}
     expected = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -290,6 +290,15 @@ def test_pydantic_models_as_the_official_docstring_uses_them(iii_engine, worker,
     assert registered["pyd::greet"]["request_format"] == expected
     assert registered["pyd::greet"]["response_format"] == expected
     assert iii.format_utils.python_type_to_format(GreetModel) == expected
+
+    # A model as a call's payload, or inside one, goes as its object too.
+    worker.register_function("pyd::echo", lambda d: d)
+    wait_registered(iii_engine, "pyd::echo")
+    hi = GreetModel(message="hi")
+    assert caller.trigger({"function_id": "pyd::echo", "payload": hi}) == {"message": "hi"}
+    assert caller.trigger({"function_id": "pyd::echo", "payload": {"m": [hi]}}) == {
+        "m": [{"message": "hi"}]
+    }
 
 
 def test_explicit_formats_and_http_functions(iii_engine, worker):

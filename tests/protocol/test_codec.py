@@ -424,6 +424,34 @@ def test_keys_that_cannot_be_written_or_would_collide_are_refused(
         dumps(value)
 
 
+class _PydanticShaped:
+    """Shaped like a pydantic model (duck-typed: pydantic is not a dependency)."""
+
+    def __init__(self, **fields: object) -> None:
+        self.fields = fields
+        self.asked: list[dict[str, object]] = []
+
+    @classmethod
+    def model_json_schema(cls) -> dict[str, object]:
+        return {"type": "object"}
+
+    def model_dump(self, **options: object) -> dict[str, object]:
+        self.asked.append(options)
+        return {k: v for k, v in self.fields.items() if v is not None}
+
+
+def test_a_pydantic_model_in_a_payload_is_written_as_the_official_sdk_writes_it() -> None:
+    model = _PydanticShaped(name="ada", note=None)
+    frame = InvokeFunction(function_id="f", data={"user": model, "n": 1})  # type: ignore[dict-item]
+    assert encode_frame(frame) == (
+        '{"type":"invokefunction","function_id":"f","data":{"user":{"name":"ada"},"n":1}}'
+    )
+    assert model.asked == [{"mode": "json", "by_alias": True, "exclude_none": True}]
+    # A class is not a model instance: it still has no JSON form.
+    with pytest.raises(NotJSONError):
+        dumps({"model": _PydanticShaped})
+
+
 def test_dataclass_payload_is_refused() -> None:
     @dataclasses.dataclass
     class Point:
