@@ -180,8 +180,12 @@ def test_one_reader_at_a_time_and_the_timers_keep_running() -> None:
                 # Keep-alive goes on (and its pongs are read) while a caller reads.
                 return peer.pings >= pings_at_start[0] + 3
 
+            def read_first() -> bool:
+                a.t.read_until(done, 30.0)  # at once while the I/O thread reads a pong
+                return leading.is_set()
+
             def lead() -> None:
-                a.t.read_until(done, 30.0)
+                a.wait_until(read_first)
                 finished.append(done())
 
             leader = threading.Thread(target=lead, name="leader")
@@ -229,7 +233,11 @@ def test_a_caller_reading_when_the_worker_closes_gets_its_outcome(
         leading.set()
         return bool(a.outcomes_for(invocation_id))
 
-    leader = threading.Thread(target=lambda: a.t.read_until(done, 30.0), name="leader")
+    def lead() -> bool:
+        a.t.read_until(done, 30.0)  # at once while the I/O thread has the socket
+        return leading.is_set()
+
+    leader = threading.Thread(target=lambda: a.wait_until(lead), name="leader")
     leader.start()
     assert leading.wait(10)
     a.close()
