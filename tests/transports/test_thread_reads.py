@@ -6,7 +6,8 @@ thread when it is done."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Optional
 
 from wsproto import events as wse
 from wsproto.connection import ConnectionState as WSState
@@ -41,6 +42,28 @@ class ThreadsSeen(ThreadDriver):
         return self.transport
 
 
+def lead(
+    driver: ThreadsSeen, done: Callable[[], bool], on_lead: Optional[Callable[[], object]] = None
+) -> None:
+    """Read on this thread until ``done()``: ``read_until`` retried while the
+    I/O thread has the socket (it returns at once then).  ``on_lead`` runs
+    once, when this thread first holds the socket."""
+    leading: list[bool] = []
+
+    def check() -> bool:
+        if not leading:
+            leading.append(True)
+            if on_lead is not None:
+                on_lead()
+        return done()
+
+    def read() -> bool:
+        driver.t.read_until(check, 30.0)
+        return bool(leading)
+
+    driver.wait_until(read)
+
+
 def call_and_read(driver: ThreadsSeen, engine: EngineThread, function_id: str, data: Any) -> str:
     """Call ``function_id`` and read for its answer on this thread.
 
@@ -50,19 +73,11 @@ def call_and_read(driver: ThreadsSeen, engine: EngineThread, function_id: str, d
     held = engine.withhold_results(function_id, count=1)
     invocation_id = driver.invoke(function_id, data)
     driver.wait_until(lambda: held.held)
-    reading: list[bool] = []
-
-    def done() -> bool:
-        if not reading:  # first asked once this thread reads
-            reading.append(True)
-            engine.release(held)
-        return bool(driver.outcomes_for(invocation_id))
-
-    def read() -> bool:
-        driver.t.read_until(done, 30.0)  # at once while the I/O thread has the socket
-        return bool(reading)
-
-    driver.wait_until(read)
+    lead(
+        driver,
+        lambda: bool(driver.outcomes_for(invocation_id)),
+        on_lead=lambda: engine.release(held),
+    )
     return invocation_id
 
 
@@ -180,15 +195,11 @@ def test_one_reader_at_a_time_and_the_timers_keep_running() -> None:
                 # Keep-alive goes on (and its pongs are read) while a caller reads.
                 return peer.pings >= pings_at_start[0] + 3
 
-            def read_first() -> bool:
-                a.t.read_until(done, 30.0)  # at once while the I/O thread reads a pong
-                return leading.is_set()
-
-            def lead() -> None:
-                a.wait_until(read_first)
+            def run_leader() -> None:
+                lead(a, done)
                 finished.append(done())
 
-            leader = threading.Thread(target=lead, name="leader")
+            leader = threading.Thread(target=run_leader, name="leader")
             leader.start()
             assert leading.wait(10)
             # Another waiting thread does not read while one does: it returns at
@@ -201,17 +212,7 @@ def test_one_reader_at_a_time_and_the_timers_keep_running() -> None:
 
             # A call's own timeout ends a caller's read (not its 30 s limit).
             timed = a.invoke("nobody::answers", None, timeout=0.3)
-            read: list[bool] = []
-
-            def timed_out() -> bool:
-                read.append(True)
-                return bool(a.outcomes_for(timed))
-
-            def lead_again() -> bool:
-                a.t.read_until(timed_out, 30.0)  # at once while the I/O thread reads a pong
-                return bool(read)
-
-            a.wait_until(lead_again)
+            lead(a, lambda: bool(a.outcomes_for(timed)))
             outcome = a.outcome(timed, timeout=0.0)  # there when the read ended
             assert isinstance(outcome, ev.InvocationFailed) and outcome.error.code == "TIMEOUT"
         finally:
@@ -233,11 +234,7 @@ def test_a_caller_reading_when_the_worker_closes_gets_its_outcome(
         leading.set()
         return bool(a.outcomes_for(invocation_id))
 
-    def lead() -> bool:
-        a.t.read_until(done, 30.0)  # at once while the I/O thread has the socket
-        return leading.is_set()
-
-    leader = threading.Thread(target=lambda: a.wait_until(lead), name="leader")
+    leader = threading.Thread(target=lambda: lead(a, done), name="leader")
     leader.start()
     assert leading.wait(10)
     a.close()
